@@ -1,0 +1,32 @@
+using System.CommandLine;
+
+namespace Uprec.Cli;
+
+/// <summary>
+/// Entry point: one file per verb, each exposing <c>static Command Create()</c>. Verbs are thin:
+/// they parse options into one request record, call one engine method and render its result.
+/// </summary>
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        var root = new RootCommand("uprec: record and report user-space dynamic probes (no root needed)")
+        {
+            RecordCommand.Create(),
+            ReportCommand.Create(),
+            DiffCommand.Create(),
+            ScriptCommand.Create(),
+            ListCommand.Create(),
+        };
+        return CliErrors.Run(() =>
+        {
+            ParseResult parsed = root.Parse(args);
+            if (parsed.Errors.Count > 0)
+            {
+                // System.CommandLine's own messages, folded into our one-line error contract.
+                throw new UsageException(parsed.Errors[0].Message);
+            }
+            return parsed.Invoke();
+        });
+    }
+}
