@@ -1,0 +1,70 @@
+namespace Uprec.EndToEnd.Tests;
+
+/// <summary>How a test program is linked; the probe's file offset and load address differ.</summary>
+public enum Linkage
+{
+    Pie,
+    NoPie,
+}
+
+/// <summary>
+/// Builds every program in testdata/ once per test run with gcc -O2, as PIE and as non-PIE,
+/// into a temp directory (binaries are never committed).
+/// </summary>
+public sealed class TestPrograms : IDisposable
+{
+    private static readonly (string Source, string[] Flags)[] Sources =
+    [
+        ("firstinsn.c", []),
+        ("threads.c", ["-pthread"]),
+        ("longrun.c", []),
+        ("globs.c", []),
+        ("libcalls.c", []),
+        ("passthru.c", []),
+    ];
+
+    private readonly TempDirectory _build = new("uprec-e2e-build");
+
+    public TestPrograms()
+    {
+        foreach ((string source, string[] flags) in Sources)
+        {
+            foreach (Linkage linkage in Enum.GetValues<Linkage>())
+            {
+                Compile(source, flags, linkage);
+            }
+        }
+    }
+
+    /// <summary>Absolute path of the built program, e.g. Path("threads", Linkage.NoPie).</summary>
+    public string Path(string name, Linkage linkage = Linkage.Pie) =>
+        _build.File(linkage == Linkage.Pie ? name : $"{name}-nopie");
+
+    public string BuildDirectory => _build.FullName;
+
+    private void Compile(string source, string[] flags, Linkage linkage)
+    {
+        string name = System.IO.Path.GetFileNameWithoutExtension(source);
+        string compiler = source.EndsWith(".cpp", StringComparison.Ordinal) ? "g++" : "gcc";
+        string[] linkFlags = linkage == Linkage.Pie ? ["-fPIE", "-pie"] : ["-fno-pie", "-no-pie"];
+        List<string> args = ["-O2", "-g", "-Wall", .. linkFlags, "-o", Path(name, linkage),
+            System.IO.Path.Combine(Paths.TestData, source), .. flags];
+        ProcessResult result = Processes.Run(compiler, args);
+        if (result.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"{compiler} {string.Join(' ', args)} failed:\n{result}");
+        }
+    }
+
+    public void Dispose() => _build.Dispose();
+}
+
+/// <summary>
+/// All end-to-end tests share one build and run one at a time: they compete for two CPUs with
+/// a tracer that stops the target on every hit, and parallel runs only make each slower.
+/// </summary>
+[CollectionDefinition(Name)]
+public sealed class EndToEndCollection : ICollectionFixture<TestPrograms>
+{
+    public const string Name = "end-to-end";
+}

@@ -1,0 +1,38 @@
+namespace Uprec.EndToEnd.Tests;
+
+/// <summary>Threads calling one probed function at the same time (testdata/threads.c).</summary>
+[Collection(EndToEndCollection.Name)]
+public sealed class ThreadTests(TestPrograms programs) : IDisposable
+{
+    private readonly TempDirectory _dir = new("uprec-e2e");
+
+    [Theory]
+    [InlineData(Linkage.Pie, 4, 50_000)]
+    [InlineData(Linkage.NoPie, 4, 50_000)]
+    [InlineData(Linkage.Pie, 8, 5_000)]
+    public void Concurrent_hits_on_every_thread_are_counted_exactly(Linkage linkage, int threads, int callsPerThread)
+    {
+        string binary = programs.Path("threads", linkage);
+
+        Recording r = Uprec.Record(_dir, [$"{binary}:work"], binary, [threads.ToString(), callsPerThread.ToString()]);
+
+        Assert.Equal(r.Truth.Count("work"), r.Report.Count("work"));
+        Assert.Equal((long)threads * callsPerThread + 7, r.Report.Count("work"));
+
+        // The program printed each task's tid and call count on stderr (passed through by uprec).
+        var expected = r.Truth.Tasks.Where(t => t.Function == "work").ToDictionary(t => t.Tid, t => t.Count);
+        var actual = r.Report.Tasks.Where(t => t.Probe == "work").ToList();
+        Assert.Equal(int.Parse(r.Truth.Fact("threads")), expected.Count);
+        Assert.Equal(expected.Count, actual.Count);
+        Assert.Equal(r.Report.Count("work"), actual.Sum(t => t.Count));
+        foreach (TaskSummary task in actual)
+        {
+            Assert.True(expected.TryGetValue(task.Tid, out long calls), $"the report has task {task.Tid}, which the program never reported");
+            Assert.Equal(calls, task.Count);
+        }
+        int mainPid = r.Truth.Tasks[0].Tid;
+        Assert.All(actual, t => Assert.Equal(mainPid, t.Pid));
+    }
+
+    public void Dispose() => _dir.Dispose();
+}
