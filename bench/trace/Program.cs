@@ -1,0 +1,81 @@
+using System.Diagnostics;
+using Uprec.Trace;
+
+namespace Uprec.Bench.Trace;
+
+/// <summary>
+/// bench/trace write [ROWS] [RUNS]: rows/s of TraceWriter alone (hits prepared in memory first, so only
+/// the writer is timed); prints every run and the median.
+/// </summary>
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        string verb = args.Length > 0 ? args[0] : "write";
+        return verb switch
+        {
+            "write" => Write(args.Length > 1 ? long.Parse(args[1]) : 10_000_000, args.Length > 2 ? int.Parse(args[2]) : 5),
+            _ => Usage(),
+        };
+    }
+
+    private static int Usage()
+    {
+        Console.Error.WriteLine("usage: TraceBench write [ROWS] [RUNS]");
+        return 2;
+    }
+
+    private static int Write(long rows, int runs)
+    {
+        ProbeMeta[] probes =
+        [
+            new() { Id = 0, Name = "work", Spec = "./prog:work%return", IsReturn = true },
+            new() { Id = 1, Name = "malloc", Spec = "libc:malloc" },
+            new() { Id = 2, Name = "free", Spec = "libc:free" },
+        ];
+        string[] comms = ["prog", "worker-1", "worker-2", "worker-3"];
+        // A pool of hits cycled through, so generating them is not part of the measurement.
+        var pool = new HitRecord[1 << 16];
+        var rng = new Random(42);
+        long t = 1_000_000_000;
+        for (int i = 0; i < pool.Length; i++)
+        {
+            t += rng.Next(5, 200);
+            int task = rng.Next(comms.Length);
+            bool ret = i % 2 == 1;
+            pool[i] = new HitRecord
+            {
+                TimeNs = t,
+                Pid = 4242,
+                Tid = 4242 + task,
+                ProbeId = ret ? 0 : rng.Next(3),
+                Kind = ret ? HitKind.Return : HitKind.Entry,
+                DurationNs = ret ? rng.Next(50, 5000) : -1,
+                Comm = comms[task],
+            };
+        }
+        string path = Path.Combine(Path.GetTempPath(), $"uprec-bench-{Environment.ProcessId}.parquet");
+        var rates = new List<double>();
+        for (int run = 0; run < runs; run++)
+        {
+            var sw = Stopwatch.StartNew();
+            using (var writer = new TraceWriter(path, new TraceWriterOptions { Probes = probes }))
+            {
+                for (long i = 0; i < rows; i++)
+                {
+                    writer.Append(in pool[i & (pool.Length - 1)]);
+                }
+                writer.Complete(new TraceMetadata { Probes = probes });
+            }
+            sw.Stop();
+            double rate = rows / sw.Elapsed.TotalSeconds;
+            rates.Add(rate);
+            Console.WriteLine($"run {run + 1}: {rows:N0} rows in {sw.Elapsed.TotalSeconds:F3} s = {rate / 1e6:F1} M rows/s, " +
+                $"{new FileInfo(path).Length / (double)rows:F2} bytes/row");
+        }
+        File.Delete(path);
+        rates.Sort();
+        Console.WriteLine($"median: {rates[rates.Count / 2] / 1e6:F1} M rows/s over {runs} runs");
+        return 0;
+    }
+}

@@ -1,0 +1,32 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Uprec.Trace;
+
+/// <summary>The footer's "uprec.metadata" value: <see cref="TraceMetadata"/> as camelCase JSON.</summary>
+public static class TraceMetadataJson
+{
+    private static readonly JsonSerializerOptions Options = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        WriteIndented = false,
+    };
+
+    public static string Serialize(TraceMetadata metadata) => JsonSerializer.Serialize(metadata, Options);
+
+    /// <summary>Parses the footer JSON; <paramref name="path"/> only names the file in the error.</summary>
+    public static TraceMetadata Deserialize(string json, string path)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<TraceMetadata>(json, Options)
+                ?? throw new TraceFormatException($"trace '{path}' has an empty '{TraceColumns.MetadataKey}' footer entry");
+        }
+        catch (JsonException e)
+        {
+            throw new TraceFormatException(
+                $"trace '{path}' has unreadable '{TraceColumns.MetadataKey}' footer metadata: {e.Message}", e);
+        }
+    }
+}

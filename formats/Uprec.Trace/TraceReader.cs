@@ -1,0 +1,337 @@
+using System.Globalization;
+using Parquet;
+using Parquet.Schema;
+
+namespace Uprec.Trace;
+
+/// <summary>
+/// One row group of a trace, column by column. Columns that were not requested are empty arrays
+/// (check <see cref="Has"/>). Probe and comm strings repeat per row; compare them with ordinal equality.
+/// </summary>
+public sealed class TraceBatch
+{
+    public required int Count { get; init; }
+    public required int RowGroup { get; init; }
+    public long[] TimeNs { get; init; } = [];
+    public int[] Pid { get; init; } = [];
+    public int[] Tid { get; init; } = [];
+    public string[] Probe { get; init; } = [];
+    public HitKind[] Kind { get; init; } = [];
+    /// <summary>Entry-to-return nanoseconds; null on entries and on returns whose entry was not seen.</summary>
+    public long?[] DurationNs { get; init; } = [];
+    public string[] Comm { get; init; } = [];
+    /// <summary>Captured-argument columns by name: long?[], ulong?[] or string?[] as <see cref="ArgColumn.Type"/> says.</summary>
+    public IReadOnlyDictionary<string, Array> Args { get; init; } = new Dictionary<string, Array>();
+
+    public bool Has(string column) => column switch
+    {
+        TraceColumns.TimeNs => TimeNs.Length == Count,
+        TraceColumns.Pid => Pid.Length == Count,
+        TraceColumns.Tid => Tid.Length == Count,
+        TraceColumns.Probe => Probe.Length == Count,
+        TraceColumns.Kind => Kind.Length == Count,
+        TraceColumns.DurationNs => DurationNs.Length == Count,
+        TraceColumns.Comm => Comm.Length == Count,
+        _ => Args.ContainsKey(column),
+    };
+}
+
+/// <summary>
+/// Opens a uprec trace and streams it one row group at a time, so a reader's memory is bounded by the
+/// largest row group. Every failure to read is a <see cref="TraceFormatException"/> naming the file.
+/// </summary>
+public sealed class TraceReader : IDisposable
+{
+    private readonly Stream _stream;
+    private readonly ParquetReader _parquet;
+    private readonly Dictionary<string, DataField> _fields;
+
+    private TraceReader(string path, Stream stream, ParquetReader parquet, TraceMetadata metadata,
+        Dictionary<string, DataField> fields, IReadOnlyList<ArgColumn> argColumns)
+    {
+        Path = path;
+        _stream = stream;
+        _parquet = parquet;
+        Metadata = metadata;
+        _fields = fields;
+        ArgColumns = argColumns;
+        RowGroupCount = parquet.RowGroupCount;
+        RowCount = parquet.Metadata?.RowGroups.Sum(g => g.NumRows) ?? 0;
+    }
+
+    public string Path { get; }
+    public TraceMetadata Metadata { get; }
+    public IReadOnlyList<ArgColumn> ArgColumns { get; }
+    public int RowGroupCount { get; }
+    public long RowCount { get; }
+
+    public static TraceReader Open(string path)
+    {
+        if (Directory.Exists(path))
+        {
+            throw new TraceFormatException($"trace '{path}' is a directory, not a trace file");
+        }
+        FileStream stream;
+        try
+        {
+            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new TraceFormatException($"trace '{path}' does not exist (record one with 'uprec record -o {path} ...')");
+        }
+        catch (Exception e) when (e is UnauthorizedAccessException or IOException)
+        {
+            throw new TraceFormatException($"cannot open trace '{path}': {e.Message}", e);
+        }
+
+        try
+        {
+            if (stream.Length == 0)
+            {
+                throw new TraceFormatException($"trace '{path}' is empty (was the recording interrupted before it started?)");
+            }
+            if (!HasParquetMagic(stream))
+            {
+                throw new TraceFormatException($"'{path}' is not a Parquet file, or it is truncated");
+            }
+            ParquetReader parquet;
+            try
+            {
+                parquet = ParquetReader.CreateAsync(stream, new ParquetOptions(), leaveStreamOpen: true)
+                    .GetAwaiter().GetResult();
+            }
+            catch (Exception e)
+            {
+                throw new TraceFormatException($"'{path}' is not a readable Parquet file ({OneLine(e.Message)})", e);
+            }
+            try
+            {
+                return Create(path, stream, parquet);
+            }
+            catch
+            {
+                parquet.DisposeAsync().AsTask().GetAwaiter().GetResult();
+                throw;
+            }
+        }
+        catch
+        {
+            stream.Dispose();
+            throw;
+        }
+    }
+
+    private static TraceReader Create(string path, Stream stream, ParquetReader parquet)
+    {
+        Dictionary<string, string> custom = parquet.CustomMetadata ?? new Dictionary<string, string>();
+        if (!custom.TryGetValue(TraceColumns.SchemaVersionKey, out string? versionText))
+        {
+            throw new TraceFormatException(
+                $"'{path}' is a Parquet file but not a uprec trace (no '{TraceColumns.SchemaVersionKey}' in its footer)");
+        }
+        if (!int.TryParse(versionText, NumberStyles.None, CultureInfo.InvariantCulture, out int version) || version < 1)
+        {
+            throw new TraceFormatException($"trace '{path}' has an invalid schema version '{versionText}'");
+        }
+        if (version > TraceSchema.Version)
+        {
+            throw new TraceFormatException(
+                $"trace '{path}' has schema version {version}; this uprec reads up to {TraceSchema.Version}: upgrade uprec");
+        }
+        if (!custom.TryGetValue(TraceColumns.MetadataKey, out string? json))
+        {
+            throw new TraceFormatException($"trace '{path}' has no '{TraceColumns.MetadataKey}' footer entry");
+        }
+        TraceMetadata metadata = TraceMetadataJson.Deserialize(json, path);
+
+        var fields = new Dictionary<string, DataField>(StringComparer.Ordinal);
+        foreach (DataField field in parquet.Schema.DataFields)
+        {
+            fields[field.Name] = field;
+        }
+        RequireColumn(path, fields, TraceColumns.TimeNs, typeof(long));
+        RequireColumn(path, fields, TraceColumns.Pid, typeof(int));
+        RequireColumn(path, fields, TraceColumns.Tid, typeof(int));
+        RequireColumn(path, fields, TraceColumns.Probe, typeof(ReadOnlyMemory<char>), typeof(string));
+        RequireColumn(path, fields, TraceColumns.Kind, typeof(ReadOnlyMemory<char>), typeof(string));
+        RequireColumn(path, fields, TraceColumns.DurationNs, typeof(long));
+        RequireColumn(path, fields, TraceColumns.Comm, typeof(ReadOnlyMemory<char>), typeof(string));
+
+        var args = new List<ArgColumn>();
+        foreach (DataField field in parquet.Schema.DataFields)
+        {
+            if (TraceColumns.Fixed.Contains(field.Name))
+            {
+                continue;
+            }
+            ArgColumnType type = field.ClrType == typeof(long) ? ArgColumnType.Int64
+                : field.ClrType == typeof(ulong) ? ArgColumnType.UInt64
+                : field.ClrType == typeof(string) || field.ClrType == typeof(ReadOnlyMemory<char>) ? ArgColumnType.String
+                : throw new TraceFormatException(
+                    $"trace '{path}' has argument column '{field.Name}' of unsupported type {field.ClrType.Name}");
+            args.Add(new ArgColumn(field.Name, type));
+        }
+        return new TraceReader(path, stream, parquet, metadata, fields, args);
+    }
+
+    private static void RequireColumn(string path, Dictionary<string, DataField> fields, string name, params Type[] types)
+    {
+        if (!fields.TryGetValue(name, out DataField? field))
+        {
+            throw new TraceFormatException($"trace '{path}' lacks the '{name}' column");
+        }
+        if (!types.Contains(field.ClrType))
+        {
+            throw new TraceFormatException($"trace '{path}' column '{name}' has type {field.ClrType.Name}, expected {types[0].Name}");
+        }
+    }
+
+    private static bool HasParquetMagic(Stream stream)
+    {
+        if (stream.Length < 12)
+        {
+            return false;
+        }
+        Span<byte> head = stackalloc byte[4];
+        Span<byte> tail = stackalloc byte[4];
+        stream.Position = 0;
+        stream.ReadExactly(head);
+        stream.Position = stream.Length - 4;
+        stream.ReadExactly(tail);
+        stream.Position = 0;
+        return head.SequenceEqual("PAR1"u8) && tail.SequenceEqual("PAR1"u8);
+    }
+
+    /// <summary>The number of rows in row group <paramref name="index"/>, from the footer (no data read).</summary>
+    public long RowGroupRows(int index) => _parquet.Metadata!.RowGroups[index].NumRows;
+
+    /// <summary>
+    /// Reads one row group. <paramref name="columns"/> names the columns to read (fixed or argument
+    /// columns); null reads all. Unknown argument names are ignored (their column is absent).
+    /// </summary>
+    public TraceBatch ReadRowGroup(int index, IReadOnlySet<string>? columns = null)
+    {
+        if (index < 0 || index >= RowGroupCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(index));
+        }
+        try
+        {
+            using ParquetRowGroupReader group = _parquet.OpenRowGroupReader(index);
+            int n = checked((int)group.RowCount);
+            bool Want(string c) => columns is null || columns.Contains(c);
+
+            var args = new Dictionary<string, Array>(StringComparer.Ordinal);
+            foreach (ArgColumn arg in ArgColumns)
+            {
+                if (!Want(arg.Name))
+                {
+                    continue;
+                }
+                DataField field = _fields[arg.Name];
+                args[arg.Name] = arg.Type switch
+                {
+                    ArgColumnType.Int64 => ReadNullable<long>(group, field, n),
+                    ArgColumnType.UInt64 => ReadNullable<ulong>(group, field, n),
+                    _ => ReadStrings(group, field, n),
+                };
+            }
+            return new TraceBatch
+            {
+                Count = n,
+                RowGroup = index,
+                TimeNs = Want(TraceColumns.TimeNs) ? Read<long>(group, _fields[TraceColumns.TimeNs], n) : [],
+                Pid = Want(TraceColumns.Pid) ? Read<int>(group, _fields[TraceColumns.Pid], n) : [],
+                Tid = Want(TraceColumns.Tid) ? Read<int>(group, _fields[TraceColumns.Tid], n) : [],
+                Probe = Want(TraceColumns.Probe) ? ReadRequiredStrings(group, _fields[TraceColumns.Probe], n) : [],
+                Kind = Want(TraceColumns.Kind) ? ReadKinds(group, n) : [],
+                DurationNs = Want(TraceColumns.DurationNs) ? ReadNullable<long>(group, _fields[TraceColumns.DurationNs], n) : [],
+                Comm = Want(TraceColumns.Comm) ? ReadRequiredStrings(group, _fields[TraceColumns.Comm], n) : [],
+                Args = args,
+            };
+        }
+        catch (TraceFormatException)
+        {
+            throw;
+        }
+        catch (Exception e) when (e is not ArgumentOutOfRangeException)
+        {
+            throw new TraceFormatException($"trace '{Path}' row group {index} is unreadable ({OneLine(e.Message)})", e);
+        }
+    }
+
+    /// <summary>Streams all row groups in file order.</summary>
+    public IEnumerable<TraceBatch> ReadBatches(IReadOnlySet<string>? columns = null)
+    {
+        for (int i = 0; i < RowGroupCount; i++)
+        {
+            yield return ReadRowGroup(i, columns);
+        }
+    }
+
+    private HitKind[] ReadKinds(ParquetRowGroupReader group, int n)
+    {
+        string?[] text = ReadStrings(group, _fields[TraceColumns.Kind], n);
+        var kinds = new HitKind[n];
+        for (int i = 0; i < n; i++)
+        {
+            string? k = text[i];
+            // Dictionary-decoded strings are usually shared instances; the reference check is the fast path.
+            if (ReferenceEquals(k, TraceColumns.KindEntry) || k == TraceColumns.KindEntry)
+            {
+                kinds[i] = HitKind.Entry;
+            }
+            else if (k == TraceColumns.KindReturn)
+            {
+                kinds[i] = HitKind.Return;
+            }
+            else
+            {
+                throw new TraceFormatException($"trace '{Path}' has an unknown kind '{k}' (expected entry or return)");
+            }
+        }
+        return kinds;
+    }
+
+    private static T[] Read<T>(ParquetRowGroupReader group, DataField field, int n) where T : struct
+    {
+        var values = new T[n];
+        group.ReadAsync<T>(field, values.AsMemory()).AsTask().GetAwaiter().GetResult();
+        return values;
+    }
+
+    private static T?[] ReadNullable<T>(ParquetRowGroupReader group, DataField field, int n) where T : struct
+    {
+        var values = new T?[n];
+        group.ReadAsync<T>(field, values.AsMemory()).AsTask().GetAwaiter().GetResult();
+        return values;
+    }
+
+    private static string?[] ReadStrings(ParquetRowGroupReader group, DataField field, int n)
+    {
+        var values = new string?[n];
+        group.ReadAsync(field, values.AsMemory()).AsTask().GetAwaiter().GetResult();
+        return values;
+    }
+
+    private string[] ReadRequiredStrings(ParquetRowGroupReader group, DataField field, int n)
+    {
+        var values = new string[n];
+        group.ReadAsync(field, values.AsMemory()!).AsTask().GetAwaiter().GetResult();
+        // The column is declared required, but a foreign writer may still have produced nulls.
+        if (n > 0 && Array.IndexOf(values, null) >= 0)
+        {
+            throw new TraceFormatException($"trace '{Path}' has null values in the required column '{field.Name}'");
+        }
+        return values;
+    }
+
+    private static string OneLine(string s) => s.ReplaceLineEndings(" ").Trim();
+
+    public void Dispose()
+    {
+        _parquet.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        _stream.Dispose();
+    }
+}
