@@ -38,6 +38,7 @@ public static class CliErrors
     public static bool IsExpected(Exception e) => e switch
     {
         UsageException => true,
+        Uprec.Symbols.SymbolException or Uprec.Symbols.ProbeSpecException => true,
         // Each library's anticipated failures (typed, messages written for users) are listed here.
         FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException => true,
         _ => false,
