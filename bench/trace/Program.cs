@@ -4,7 +4,7 @@ using Uprec.Trace;
 namespace Uprec.Bench.Trace;
 
 /// <summary>
-/// bench/trace write [ROWS] [RUNS]: rows/s of TraceWriter alone (hits prepared in memory first, so only
+/// bench/trace write [ROWS] [RUNS] [ROW_GROUP_SIZE]: rows/s of TraceWriter alone (hits prepared in memory first, so only
 /// the writer is timed); prints every run and the median.
 /// </summary>
 public static class Program
@@ -14,18 +14,19 @@ public static class Program
         string verb = args.Length > 0 ? args[0] : "write";
         return verb switch
         {
-            "write" => Write(args.Length > 1 ? long.Parse(args[1]) : 10_000_000, args.Length > 2 ? int.Parse(args[2]) : 5),
+            "write" => Write(args.Length > 1 ? long.Parse(args[1]) : 10_000_000, args.Length > 2 ? int.Parse(args[2]) : 5,
+                args.Length > 3 ? int.Parse(args[3]) : 1 << 20),
             _ => Usage(),
         };
     }
 
     private static int Usage()
     {
-        Console.Error.WriteLine("usage: TraceBench write [ROWS] [RUNS]");
+        Console.Error.WriteLine("usage: TraceBench write [ROWS] [RUNS] [ROW_GROUP_SIZE]");
         return 2;
     }
 
-    private static int Write(long rows, int runs)
+    private static int Write(long rows, int runs, int rowGroupSize)
     {
         ProbeMeta[] probes =
         [
@@ -59,7 +60,7 @@ public static class Program
         for (int run = 0; run < runs; run++)
         {
             var sw = Stopwatch.StartNew();
-            using (var writer = new TraceWriter(path, new TraceWriterOptions { Probes = probes }))
+            using (var writer = new TraceWriter(path, new TraceWriterOptions { Probes = probes, RowGroupSize = rowGroupSize }))
             {
                 for (long i = 0; i < rows; i++)
                 {
