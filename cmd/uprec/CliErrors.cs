@@ -39,6 +39,7 @@ public static class CliErrors
     {
         UsageException => true,
         Uprec.Symbols.SymbolException or Uprec.Symbols.ProbeSpecException => true,
+        Uprec.Probing.ProbingException => true,
         // Each library's anticipated failures (typed, messages written for users) are listed here.
         FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException => true,
         _ => false,

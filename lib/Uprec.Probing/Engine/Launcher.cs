@@ -1,0 +1,89 @@
+using System.Text;
+using Uprec.Native;
+
+namespace Uprec.Probing.Engine;
+
+/// <summary>
+/// Starts processes with posix_spawn (never System.Diagnostics.Process: the runtime reaps its own
+/// children and would swallow ptrace stops). The workload is started through a gate shell that
+/// waits on a pipe, so uprec can seize it before the first instruction of the real program runs.
+/// The child keeps our stdin/stdout/stderr, process group and terminal, and gets default signal
+/// dispositions and an empty mask (the .NET runtime ignores SIGPIPE; the program must not inherit that).
+/// </summary>
+internal static unsafe class Launcher
+{
+    public const string GateShell = "/bin/sh";
+    private const int GateFd = 3;
+
+    /// <summary>Spawns `sh -c 'read gate; exec "$0" "$@"' CMD ARGS` with fd 3 reading the gate pipe.</summary>
+    public static (int Pid, int GateWriteFd) SpawnGated(IReadOnlyList<string> command)
+    {
+        int* fds = stackalloc int[2];
+        if (Unistd.pipe2(fds, Unistd.O_CLOEXEC) != 0)
+            throw new InvalidOperationException($"pipe2 failed: {Errno.Describe(Errno.Last)}");
+        // `read` consumes the release byte; closing fd 3 before exec leaves the program no trace of the gate.
+        var argv = new List<string> { GateShell, "-c", $"read -r _ <&{GateFd}; exec {GateFd}<&-; exec \"$0\" \"$@\"" };
+        argv.AddRange(command);
+        int pid = StartProcess(argv[0], argv, gateReadFd: fds[0]);
+        Unistd.close(fds[0]);
+        return (pid, fds[1]);
+    }
+
+    /// <summary>Lets the gate shell go on to exec the program.</summary>
+    public static void Release(int gateWriteFd)
+    {
+        byte nl = (byte)'\n';
+        Unistd.write(gateWriteFd, &nl, 1);
+        Unistd.close(gateWriteFd);
+    }
+
+    /// <summary>Spawns a plain process (used for the tracer's waker); returns its pid.</summary>
+    public static int SpawnPlain(IReadOnlyList<string> argv) => StartProcess(argv[0], argv, gateReadFd: -1);
+
+    private static int StartProcess(string file, IReadOnlyList<string> argv, int gateReadFd)
+    {
+        byte* attr = stackalloc byte[Spawn.AttrSize];
+        byte* actions = stackalloc byte[Spawn.FileActionsSize];
+        byte* all = stackalloc byte[Spawn.SigsetSize];
+        byte* none = stackalloc byte[Spawn.SigsetSize];
+        Spawn.posix_spawnattr_init(attr);
+        Spawn.posix_spawn_file_actions_init(actions);
+        Spawn.sigfillset(all);
+        Spawn.sigemptyset(none);
+        Spawn.posix_spawnattr_setsigdefault(attr, all);
+        Spawn.posix_spawnattr_setsigmask(attr, none);
+        Spawn.posix_spawnattr_setflags(attr, Spawn.POSIX_SPAWN_SETSIGDEF | Spawn.POSIX_SPAWN_SETSIGMASK);
+        if (gateReadFd >= 0) Spawn.posix_spawn_file_actions_adddup2(actions, gateReadFd, GateFd);
+
+        var handles = new List<nint>();
+        try
+        {
+            byte** cargv = stackalloc byte*[argv.Count + 1];
+            for (int i = 0; i < argv.Count; i++) cargv[i] = Utf8(argv[i], handles);
+            cargv[argv.Count] = null;
+            byte* cfile = Utf8(file, handles);
+            int pid;
+            int err = Spawn.posix_spawnp(&pid, cfile, actions, attr, cargv, Spawn.Environ());
+            if (err != 0)
+                throw new ProbingException($"cannot start '{file}': {Errno.Describe(err)}");
+            return pid;
+        }
+        finally
+        {
+            foreach (nint h in handles) System.Runtime.InteropServices.Marshal.FreeHGlobal(h);
+            Spawn.posix_spawn_file_actions_destroy(actions);
+            Spawn.posix_spawnattr_destroy(attr);
+        }
+    }
+
+    private static byte* Utf8(string s, List<nint> handles)
+    {
+        byte[] bytes = Encoding.UTF8.GetBytes(s);
+        nint h = System.Runtime.InteropServices.Marshal.AllocHGlobal(bytes.Length + 1);
+        handles.Add(h);
+        var p = (byte*)h;
+        bytes.CopyTo(new Span<byte>(p, bytes.Length));
+        p[bytes.Length] = 0;
+        return p;
+    }
+}

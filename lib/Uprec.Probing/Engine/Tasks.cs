@@ -1,0 +1,34 @@
+namespace Uprec.Probing.Engine;
+
+/// <summary>A traced thread.</summary>
+internal sealed class TracedTask(int tid, TracedProcess process)
+{
+    public int Tid { get; } = tid;
+    public TracedProcess Process { get; set; } = process;
+    /// <summary>Read on first need (threads are often named after they start), refreshed at exit.</summary>
+    public string? Comm { get; set; }
+    /// <summary>In ptrace-stop and held by uprec (only while ending, or for a parked new task).</summary>
+    public bool Stopped { get; set; }
+    /// <summary>A signal that arrived while uprec held the task; delivered when it is resumed or detached.</summary>
+    public int PendingSignal { get; set; }
+}
+
+/// <summary>A traced process (thread group).</summary>
+internal sealed class TracedProcess(int pid, int ppid, AddressSpace mm)
+{
+    public int Pid { get; } = pid;
+    public int Ppid { get; } = ppid;
+    public AddressSpace Mm { get; set; } = mm;
+    public Dictionary<int, TracedTask> Tasks { get; } = [];
+    /// <summary>
+    /// False for the gate shell before it execs the workload: probes (even on libc) must not count the
+    /// shell's own calls. Children inherit it; every exec after the workload's is followed.
+    /// </summary>
+    public bool Accepted { get; set; }
+    public string? Exe { get; set; }
+    /// <summary>Loader breakpoint placed (the interpreter's _dl_debug_state), once per image.</summary>
+    public bool LoaderHooked { get; set; }
+}
+
+/// <summary>Why a new task appeared: the parent's ptrace event, kept until the child's first stop.</summary>
+internal readonly record struct Creation(TracedTask Parent, int Event);

@@ -1,0 +1,126 @@
+using Uprec.Probing.Engine;
+using Uprec.Symbols;
+using Uprec.Trace;
+
+namespace Uprec.Probing;
+
+/// <summary>Why a recording ended.</summary>
+public enum StopReason
+{
+    None,
+    Completed,
+    Interrupt,
+    Terminate,
+    Hangup,
+    Duration,
+    Error,
+}
+
+/// <summary>Where record's messages go; the engine never touches the console.</summary>
+public interface IRecordLog
+{
+    void Info(string message);
+    void Warn(string message);
+}
+
+/// <summary>What `uprec record` was asked to do.</summary>
+public sealed record RecordRequest
+{
+    public required IReadOnlyList<ProbeSpec> Probes { get; init; }
+    /// <summary>The program and its arguments (launch mode).</summary>
+    public required IReadOnlyList<string> Command { get; init; }
+    public required string OutputPath { get; init; }
+    /// <summary>uprec's own command line, kept in the trace's metadata.</summary>
+    public IReadOnlyList<string> CommandLine { get; init; } = [];
+}
+
+/// <summary>How a recording ended and what it holds.</summary>
+public sealed record RecordResult(
+    int? WorkloadExitCode, int? WorkloadSignal, StopReason StoppedBy, long Rows, IReadOnlyList<ProbeMeta> Probes, string OutputPath);
+
+/// <summary>
+/// Runs a recording: resolves probes (errors before anything starts), opens the trace (an unwritable
+/// path fails before the program starts), runs the tracer on its own thread, and always finishes
+/// the trace file, whichever way the recording ends.
+/// </summary>
+public static class Recorder
+{
+    public static RecordResult Run(RecordRequest request, IRecordLog log, StopControl stop)
+    {
+        if (request.Command.Count == 0) throw new ProbingException("no program to run: give it after '--', e.g. uprec record -e ./prog:main -- ./prog");
+        string? program = BinaryLocator.ResolveProgram(request.Command[0])
+            ?? throw new ProbingException($"cannot find program '{request.Command[0]}' (not a file, and not on PATH)");
+        if (request.Probes.FirstOrDefault(p => p.IsReturn) is ProbeSpec ret)
+            throw new ProbingException($"'{ret.Text}': return probes (%return) are not supported by this build yet");
+
+        Catalog catalog = Catalog.Build(request.Probes, program);
+        using var writer = new TraceWriter(request.OutputPath);
+        var tracer = new Tracer(catalog, writer, log, program);
+        Exception? failure = null;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                tracer.RunLaunched(request.Command);
+            }
+            catch (Exception e)
+            {
+                failure = e;
+                try { tracer.EndTracing(StopReason.Error); }
+                catch (Exception cleanup) { log.Warn($"cleanup after error failed: {cleanup.Message}"); }
+            }
+        }) { Name = "uprec-tracer", IsBackground = true };
+        stop.Bind(tracer.RequestStop);
+        thread.Start();
+        thread.Join();
+        stop.Bind(null);
+
+        int? status = tracer.WorkloadStatus;
+        int? exitCode = status is int s && Native.Wait.WIFEXITED(s) ? Native.Wait.WEXITSTATUS(s) : null;
+        int? signal = status is int t && Native.Wait.WIFSIGNALED(t) ? Native.Wait.WTERMSIG(t) : null;
+        var probes = catalog.Probes.Select(p => p.ToMeta()).ToList();
+        var metadata = new TraceMetadata
+        {
+            CommandLine = request.CommandLine,
+            Probes = probes,
+            Tasks = tracer.Tasks.OrderBy(t => t.Pid).ThenBy(t => t.Tid).ToList(),
+            StartTimeNs = tracer.StartTimeNs,
+            EndTimeNs = Engine.Sys.MonotonicNs(),
+            Outcome = failure is not null ? $"error: {failure.Message}"
+                : exitCode is int c ? $"exit {c}" : signal is int g ? $"signal {g}" : "detached",
+        };
+        writer.Complete(metadata);
+        if (failure is ProbingException or SymbolException) throw failure;
+        if (failure is not null) throw new InvalidOperationException($"internal error while tracing: {failure.Message}", failure);
+        return new RecordResult(exitCode, signal, tracer.StoppedBy, writer.RowsWritten, probes, request.OutputPath);
+    }
+}
+
+/// <summary>
+/// How another thread (the CLI's signal handlers) ends a recording. A request made before the tracer
+/// started is delivered as soon as it binds.
+/// </summary>
+public sealed class StopControl
+{
+    private readonly object _gate = new();
+    private Action<StopReason>? _target;
+    private StopReason _pending;
+
+    public void Request(StopReason reason)
+    {
+        lock (_gate)
+        {
+            if (_pending == StopReason.None) _pending = reason;
+            _target?.Invoke(reason);
+        }
+    }
+
+    internal void Bind(Action<StopReason>? target)
+    {
+        lock (_gate)
+        {
+            _target = target;
+            if (target is not null && _pending != StopReason.None) target(_pending);
+        }
+    }
+}
