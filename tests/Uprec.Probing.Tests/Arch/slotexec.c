@@ -1,0 +1,60 @@
+/* Runs slot code produced by TrapPlanner on the real CPU, as ground truth for the planner's tests.
+ *
+ * stdin, one command per line (hex numbers without 0x):
+ *   map ADDR SIZE       map ADDR..ADDR+SIZE read/write/execute at exactly ADDR (fails if anything is there)
+ *   put ADDR HEXBYTES   copy bytes to ADDR
+ *   run ENTRY           call ENTRY as uint64_t (*)(void), then print "rax=HEX pid=DEC"
+ * Exit status 3 with a message on stderr when the layout cannot be set up. A crash of the code under
+ * test kills the harness with that signal, which the test reports.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+static int hexval(int c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int main(void) {
+    static char line[65536];
+    while (fgets(line, sizeof line, stdin)) {
+        char cmd[8];
+        uint64_t addr, size;
+        int used = 0;
+        if (sscanf(line, "%7s %" SCNx64 " %n", cmd, &addr, &used) < 2) continue;
+        if (strcmp(cmd, "map") == 0) {
+            if (sscanf(line + used, "%" SCNx64, &size) != 1) { fprintf(stderr, "map: no size\n"); return 3; }
+            void *p = mmap((void *)addr, size, PROT_READ | PROT_WRITE | PROT_EXEC,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+            if (p == MAP_FAILED || (uint64_t)p != addr) {
+                fprintf(stderr, "map %" PRIx64 ": %s\n", addr, strerror(errno));
+                return 3;
+            }
+        } else if (strcmp(cmd, "put") == 0) {
+            unsigned char *dst = (unsigned char *)addr;
+            for (const char *s = line + used; hexval(s[0]) >= 0 && hexval(s[1]) >= 0; s += 2)
+                *dst++ = (unsigned char)(hexval(s[0]) << 4 | hexval(s[1]));
+        } else if (strcmp(cmd, "run") == 0) {
+            uint64_t (*entry)(void) = (uint64_t (*)(void))addr;
+            uint64_t rax = entry();
+            printf("rax=%" PRIx64 " pid=%d\n", rax, (int)getpid());
+            fflush(stdout);
+        } else {
+            fprintf(stderr, "unknown command %s\n", cmd);
+            return 3;
+        }
+    }
+    return 0;
+}
