@@ -95,6 +95,12 @@ public static class ProbeSpecParser
             location = location[(equals + 1)..];
         }
 
+        if (location.Contains("::", StringComparison.Ordinal))
+        {
+            throw Fail(text, "'::' looks like a demangled C++ name; use the mangled name ('uprec list BINARY' shows them)");
+        }
+
+        // The last ':' separates binary and symbol
         // The last ':' separates binary and symbol: symbols never contain ':', paths occasionally do.
         int split = location.LastIndexOf(':');
         if (split < 0)
@@ -118,7 +124,7 @@ public static class ProbeSpecParser
             isReturn = true;
             target = target[..^ReturnSuffix.Length];
         }
-        else if (target.Contains('%'))
+        if (target.Contains('%'))
         {
             throw Fail(text, $"unknown suffix '{target[target.IndexOf('%')..]}' (only '%return' is supported)");
         }
