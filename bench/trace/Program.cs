@@ -16,14 +16,60 @@ public static class Program
         {
             "write" => Write(args.Length > 1 ? long.Parse(args[1]) : 10_000_000, args.Length > 2 ? int.Parse(args[2]) : 5,
                 args.Length > 3 ? int.Parse(args[3]) : 1 << 20),
+            "gen" when args.Length >= 3 => Generate(args[1], long.Parse(args[2])),
+            "report" when args.Length >= 2 => ReportBench(args[1..]),
             _ => Usage(),
         };
     }
 
     private static int Usage()
     {
-        Console.Error.WriteLine("usage: TraceBench write [ROWS] [RUNS] [ROW_GROUP_SIZE]");
+        Console.Error.WriteLine("usage: TraceBench write [ROWS] [RUNS] [ROW_GROUP_SIZE] | gen PATH CALLS | report PATH [RUNS]");
         return 2;
+    }
+
+    /// <summary>A synthetic trace of CALLS calls (half on a %return probe, so rows = 1.5 x CALLS).</summary>
+    internal static SyntheticTrace Synthetic(long calls) => new()
+    {
+        Probes =
+        [
+            new SyntheticProbe("work", calls / 2, new LatencyModel.LogNormal(2_000, 0.8)),
+            new SyntheticProbe("malloc", calls / 4),
+            new SyntheticProbe("free", calls - calls / 2 - calls / 4),
+        ],
+        Processes = 2,
+        ThreadsPerProcess = 4,
+        Seed = 7,
+    };
+
+    private static int Generate(string path, long calls)
+    {
+        var sw = Stopwatch.StartNew();
+        long rows = Synthetic(calls).Write(path);
+        Console.WriteLine($"wrote {rows:N0} rows to {path} in {sw.Elapsed.TotalSeconds:F1} s ({new FileInfo(path).Length / 1e6:F1} MB)");
+        return 0;
+    }
+
+    /// <summary>Times ReportEngine (read + aggregate) over PATH; prints each run, the median and the peak working set.</summary>
+    private static int ReportBench(string[] args)
+    {
+        string path = args[0];
+        int runs = args.Length > 1 ? int.Parse(args[1]) : 3;
+        var times = new List<double>();
+        long rows = 0;
+        for (int run = 0; run < runs; run++)
+        {
+            var sw = Stopwatch.StartNew();
+            Uprec.Reporting.Report report = Uprec.Reporting.ReportEngine.Run(new Uprec.Reporting.ReportRequest { Inputs = [path] });
+            sw.Stop();
+            rows = report.RowsRead;
+            times.Add(sw.Elapsed.TotalSeconds);
+            Console.WriteLine($"run {run + 1}: {rows:N0} rows in {sw.Elapsed.TotalSeconds:F2} s ({rows / sw.Elapsed.TotalSeconds / 1e6:F1} M rows/s)");
+        }
+        times.Sort();
+        Console.WriteLine($"median: {times[times.Count / 2]:F2} s for {rows:N0} rows, " +
+            $"{times[times.Count / 2] * 1e9 / rows:F1} ns/row; peak working set {Process.GetCurrentProcess().PeakWorkingSet64 / 1e6:F0} MB");
+        return 0;
     }
 
     private static int Write(long rows, int runs, int rowGroupSize)

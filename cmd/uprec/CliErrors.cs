@@ -40,6 +40,7 @@ public static class CliErrors
         UsageException => true,
         Uprec.Symbols.SymbolException or Uprec.Symbols.ProbeSpecException => true,
         Uprec.Probing.ProbingException => true,
+        Uprec.Trace.TraceFormatException or Uprec.Reporting.ReportException or Uprec.Filters.FilterException => true,
         // Each library's anticipated failures (typed, messages written for users) are listed here.
         FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException => true,
         _ => false,

@@ -1,0 +1,150 @@
+using System.Globalization;
+using System.Text;
+using Uprec.Filters;
+using Uprec.Trace;
+
+namespace Uprec.Reporting;
+
+/// <summary>
+/// `uprec report --sql`: DuckDB SQL over read_parquet(...) computing the per-probe and per-task tables
+/// of the report, so the same aggregation runs in DuckDB (or, with small dialect changes, Spark/Trino)
+/// over many traces. Differences by design, stated in the SQL's comments: counts are entry rows (uprec
+/// prefers the exact in-target counters from the footer, which differ only when samples were lost);
+/// percentiles are exact (uprec's are HdrHistogram values within 0.1%).
+/// </summary>
+public static class ReportSql
+{
+    public static string Build(ReportRequest request)
+    {
+        IReadOnlyList<string> inputs = TraceInputs.Expand(request.Inputs);
+        var starts = new Dictionary<string, long>(StringComparer.Ordinal);
+        var argColumns = new Dictionary<string, ArgColumnType>(StringComparer.Ordinal);
+        foreach (string input in inputs)
+        {
+            using TraceReader reader = TraceReader.Open(input);
+            long start = reader.Metadata.StartTimeNs;
+            if (start <= 0 && (request.SinceNs is not null || request.UntilNs is not null))
+            {
+                start = reader.ReadBatches(new HashSet<string> { TraceColumns.TimeNs })
+                    .SelectMany(b => b.TimeNs).DefaultIfEmpty(0).Min();
+            }
+            starts[input] = start;
+            foreach (ArgColumn c in reader.ArgColumns)
+            {
+                argColumns[c.Name] = c.Type;
+            }
+        }
+
+        var where = new List<string>();
+        if (request.Filter is not null)
+        {
+            Filter filter = Filter.Parse(request.Filter);
+            var kinds = new Dictionary<string, FilterValueKind>(StringComparer.Ordinal)
+            {
+                [TraceColumns.TimeNs] = FilterValueKind.Integer,
+                [TraceColumns.Pid] = FilterValueKind.Integer,
+                [TraceColumns.Tid] = FilterValueKind.Integer,
+                [TraceColumns.Probe] = FilterValueKind.String,
+                [TraceColumns.Kind] = FilterValueKind.String,
+                [TraceColumns.DurationNs] = FilterValueKind.Integer,
+                [TraceColumns.Comm] = FilterValueKind.String,
+            };
+            foreach ((string name, ArgColumnType type) in argColumns)
+            {
+                kinds[name] = type == ArgColumnType.String ? FilterValueKind.String : FilterValueKind.Integer;
+            }
+            filter.Check(kinds);
+            where.Add(ToSql(filter.Root, kinds));
+        }
+        if (request.SinceNs is not null || request.UntilNs is not null)
+        {
+            var windows = inputs.Select(input =>
+            {
+                var terms = new List<string> { $"filename = {Literal(input)}" };
+                if (request.SinceNs is long s)
+                {
+                    terms.Add($"time_ns >= {starts[input] + s}");
+                }
+                if (request.UntilNs is long u)
+                {
+                    terms.Add($"time_ns < {starts[input] + u}");
+                }
+                return "(" + string.Join(" AND ", terms) + ")";
+            });
+            where.Add("(" + string.Join(" OR ", windows) + ")");
+        }
+
+        string files = "[" + string.Join(", ", inputs.Select(Literal)) + "]";
+        string latency = """
+                   count(duration_ns) AS latency_count,
+                   min(duration_ns) AS min_ns,
+                   sum(duration_ns) // count(duration_ns) AS mean_ns,
+                   quantile_disc(duration_ns, 0.5) AS p50_ns,
+                   quantile_disc(duration_ns, 0.9) AS p90_ns,
+                   quantile_disc(duration_ns, 0.99) AS p99_ns,
+                   quantile_disc(duration_ns, 0.999) AS p999_ns,
+                   max(duration_ns) AS max_ns,
+                   sum(duration_ns) AS total_ns
+            """;
+        var sql = new StringBuilder();
+        sql.AppendLine("-- uprec report --sql (DuckDB). Counts are entry rows; uprec uses the exact in-target counters");
+        sql.AppendLine("-- from the trace footer when present (they differ only when samples were lost). Percentiles");
+        sql.AppendLine("-- here are exact (quantile_disc); uprec's are HdrHistogram values within 0.1%.");
+        sql.AppendLine("CREATE OR REPLACE TEMP VIEW uprec_hits AS");
+        sql.AppendLine($"    SELECT * FROM read_parquet({files}, union_by_name = true, filename = true)");
+        if (where.Count > 0)
+        {
+            sql.AppendLine($"    WHERE {string.Join(" AND ", where)}");
+        }
+        sql.AppendLine(";");
+        sql.AppendLine("-- per probe");
+        sql.AppendLine("SELECT probe AS name,");
+        sql.AppendLine("       count(*) FILTER (WHERE kind = 'entry') AS count,");
+        sql.AppendLine(latency.TrimEnd());
+        sql.AppendLine("FROM uprec_hits GROUP BY probe ORDER BY count DESC, name;");
+        sql.AppendLine("-- per task");
+        sql.AppendLine("SELECT pid, tid, comm, probe,");
+        sql.AppendLine("       count(*) FILTER (WHERE kind = 'entry') AS count,");
+        sql.AppendLine(latency.TrimEnd());
+        sql.AppendLine("FROM uprec_hits GROUP BY pid, tid, comm, probe ORDER BY count DESC, probe, pid, tid, comm;");
+        return sql.ToString();
+    }
+
+    /// <summary>
+    /// Each comparison is wrapped in coalesce(..., false) so a NULL (missing) field fails it and NOT
+    /// then flips it, exactly as uprec's evaluator does; SQL's three-valued logic would drop the row instead.
+    /// </summary>
+    private static string ToSql(FilterNode node, IReadOnlyDictionary<string, FilterValueKind> kinds) => node switch
+    {
+        AndNode a => $"({ToSql(a.Left, kinds)} AND {ToSql(a.Right, kinds)})",
+        OrNode o => $"({ToSql(o.Left, kinds)} OR {ToSql(o.Right, kinds)})",
+        NotNode n => $"(NOT {ToSql(n.Operand, kinds)})",
+        ComparisonNode c => Comparison(c, kinds[c.Field]),
+        _ => throw new InvalidOperationException(node.GetType().Name),
+    };
+
+    private static string Comparison(ComparisonNode c, FilterValueKind kind)
+    {
+        string column = "\"" + c.Field.Replace("\"", "\"\"") + "\"";
+        if (c.Op == FilterOp.Glob)
+        {
+            string subject = kind == FilterValueKind.String ? column : $"CAST({column} AS VARCHAR)";
+            return $"coalesce({subject} GLOB {Literal(c.Literal.Text!)}, false)";
+        }
+        string op = c.Op switch
+        {
+            FilterOp.Equal => "=",
+            FilterOp.NotEqual => "<>",
+            FilterOp.Less => "<",
+            FilterOp.LessOrEqual => "<=",
+            FilterOp.Greater => ">",
+            _ => ">=",
+        };
+        string literal = c.Literal.Kind == FilterValueKind.String
+            ? Literal(c.Literal.Text!)
+            : c.Literal.Integer.ToString(CultureInfo.InvariantCulture) + (c.Literal.Integer > long.MaxValue ? "::UBIGINT" : "");
+        return $"coalesce({column} {op} {literal}, false)";
+    }
+
+    private static string Literal(string s) => "'" + s.Replace("'", "''") + "'";
+}
