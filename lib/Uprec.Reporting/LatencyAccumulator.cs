@@ -68,7 +68,10 @@ public sealed class LatencyAccumulator
     /// <summary>Bucket 0 holds 0; bucket k (k >= 1) holds [2^(k-1), 2^k).</summary>
     public static int Log2Bucket(long value) => value <= 0 ? 0 : 64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)value);
 
-    /// <summary>The value at percentile <paramref name="percentile"/> (0..100), nearest-rank, within the stated error.</summary>
+    /// <summary>
+    /// The value at percentile <paramref name="percentile"/> (0..100): the value of rank max(1, round(p/100 * n))
+    /// among the sorted durations (HdrHistogram's definition), within the stated relative error.
+    /// </summary>
     public long Percentile(double percentile)
     {
         if (Count == 0)

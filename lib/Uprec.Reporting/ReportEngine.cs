@@ -26,7 +26,7 @@ public static class ReportEngine
             Latency = p.IsReturn ? p.Latency.ToStats() : null,
             Histogram = request.Histograms && p.IsReturn ? p.Latency.Log2Histogram() : null,
         }).ToList();
-        probes = Sort(probes, request.Sort, p => p.Name, p => p.Count, p => p.Latency).ToList();
+        probes = Sort(probes, request.Sort, p => p.Name, p => p.Count, p => p.Latency).ThenBy(p => p.Name, StringComparer.Ordinal).ToList();
         var isReturn = probes.ToDictionary(p => p.Name, p => p.IsReturn, StringComparer.Ordinal);
 
         var tasks = agg.Tasks
@@ -92,13 +92,14 @@ public static class ReportEngine
     private static List<GroupSummary> SortGroups(List<GroupSummary> groups, SortKey key) =>
         Sort(groups, key, g => g.Probe, g => g.Count, g => g.Latency)
             .ThenBy(g => g.Pid ?? 0).ThenBy(g => g.Tid ?? 0).ThenBy(g => g.Comm, StringComparer.Ordinal)
+            .ThenBy(g => g.Probe, StringComparer.Ordinal)
             .ToList();
 
-    /// <summary>Name sorts ascending; every other key descending, ties broken by name so output is deterministic.</summary>
+    /// <summary>Name sorts ascending, every other key descending; callers add tie-breakers so output is deterministic.</summary>
     private static IOrderedEnumerable<T> Sort<T>(IEnumerable<T> items, SortKey key, Func<T, string> name, Func<T, long> count,
         Func<T, LatencyStats?> latency)
     {
-        IOrderedEnumerable<T> ordered = key switch
+        return key switch
         {
             SortKey.Name => items.OrderBy(name, StringComparer.Ordinal),
             SortKey.Count => items.OrderByDescending(count),
@@ -107,6 +108,5 @@ public static class ReportEngine
             SortKey.P99 => items.OrderByDescending(x => latency(x)?.P99 ?? -1),
             _ => items.OrderByDescending(x => latency(x)?.Max ?? -1),
         };
-        return key == SortKey.Name ? ordered : ordered.ThenBy(name, StringComparer.Ordinal);
     }
 }

@@ -75,21 +75,11 @@ public static class ReportSql
         }
 
         string files = "[" + string.Join(", ", inputs.Select(Literal)) + "]";
-        string latency = """
-                   count(duration_ns) AS latency_count,
-                   min(duration_ns) AS min_ns,
-                   sum(duration_ns) // count(duration_ns) AS mean_ns,
-                   quantile_disc(duration_ns, 0.5) AS p50_ns,
-                   quantile_disc(duration_ns, 0.9) AS p90_ns,
-                   quantile_disc(duration_ns, 0.99) AS p99_ns,
-                   quantile_disc(duration_ns, 0.999) AS p999_ns,
-                   max(duration_ns) AS max_ns,
-                   sum(duration_ns) AS total_ns
-            """;
         var sql = new StringBuilder();
         sql.AppendLine("-- uprec report --sql (DuckDB). Counts are entry rows; uprec uses the exact in-target counters");
-        sql.AppendLine("-- from the trace footer when present (they differ only when samples were lost). Percentiles");
-        sql.AppendLine("-- here are exact (quantile_disc); uprec's are HdrHistogram values within 0.1%.");
+        sql.AppendLine("-- from the trace footer when present (they differ only when samples were lost). Percentiles use");
+        sql.AppendLine("-- uprec's rank, max(1, round(q * n)), exactly; uprec's own values are within 0.1% of these");
+        sql.AppendLine("-- (HdrHistogram). Window functions, not quantile_disc, so Spark and Trino run it unchanged.");
         sql.AppendLine("CREATE OR REPLACE TEMP VIEW uprec_hits AS");
         sql.AppendLine($"    SELECT * FROM read_parquet({files}, union_by_name = true, filename = true)");
         if (where.Count > 0)
@@ -98,16 +88,38 @@ public static class ReportSql
         }
         sql.AppendLine(";");
         sql.AppendLine("-- per probe");
-        sql.AppendLine("SELECT probe AS name,");
-        sql.AppendLine("       count(*) FILTER (WHERE kind = 'entry') AS count,");
-        sql.AppendLine(latency.TrimEnd());
-        sql.AppendLine("FROM uprec_hits GROUP BY probe ORDER BY count DESC, name;");
+        AppendTable(sql, ["probe"], "probe AS name", "count DESC, name");
         sql.AppendLine("-- per task");
-        sql.AppendLine("SELECT pid, tid, comm, probe,");
-        sql.AppendLine("       count(*) FILTER (WHERE kind = 'entry') AS count,");
-        sql.AppendLine(latency.TrimEnd());
-        sql.AppendLine("FROM uprec_hits GROUP BY pid, tid, comm, probe ORDER BY count DESC, probe, pid, tid, comm;");
+        AppendTable(sql, ["pid", "tid", "comm", "probe"], "pid, tid, comm, probe", "count DESC, pid, tid, comm, probe");
         return sql.ToString();
+    }
+
+    private static void AppendTable(StringBuilder sql, string[] keys, string select, string order)
+    {
+        string k = string.Join(", ", keys);
+        (string Name, string Q)[] percentiles = [("p50_ns", "0.5"), ("p90_ns", "0.9"), ("p99_ns", "0.99"), ("p999_ns", "0.999")];
+        sql.AppendLine("WITH agg AS (");
+        sql.AppendLine($"    SELECT {k},");
+        sql.AppendLine("           count(*) FILTER (WHERE kind = 'entry') AS count,");
+        sql.AppendLine("           count(duration_ns) AS latency_count,");
+        sql.AppendLine("           min(duration_ns) AS min_ns,");
+        sql.AppendLine("           CAST(sum(duration_ns) // count(duration_ns) AS BIGINT) AS mean_ns,");
+        sql.AppendLine("           max(duration_ns) AS max_ns,");
+        sql.AppendLine("           CAST(sum(duration_ns) AS BIGINT) AS total_ns");
+        sql.AppendLine($"    FROM uprec_hits GROUP BY {k}),");
+        sql.AppendLine("ranked AS (");
+        sql.AppendLine($"    SELECT {k}, duration_ns,");
+        sql.AppendLine($"           row_number() OVER (PARTITION BY {k} ORDER BY duration_ns) AS r,");
+        sql.AppendLine($"           count(*) OVER (PARTITION BY {k}) AS n");
+        sql.AppendLine("    FROM uprec_hits WHERE duration_ns IS NOT NULL),");
+        sql.AppendLine("pct AS (");
+        sql.AppendLine($"    SELECT {k},");
+        sql.AppendLine(string.Join(",\n", percentiles.Select(p =>
+            $"           max(duration_ns) FILTER (WHERE r = greatest(1, CAST(floor(n * {p.Q} + 0.5) AS BIGINT))) AS {p.Name}")));
+        sql.AppendLine($"    FROM ranked GROUP BY {k})");
+        sql.AppendLine($"SELECT {select}, count, latency_count, min_ns, mean_ns, {string.Join(", ", percentiles.Select(p => p.Name))}, max_ns, total_ns");
+        sql.AppendLine($"FROM agg LEFT JOIN pct USING ({k})");
+        sql.AppendLine($"ORDER BY {order};");
     }
 
     /// <summary>
