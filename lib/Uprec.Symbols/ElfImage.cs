@@ -153,7 +153,9 @@ public sealed class ElfImage
         byte[] ident = file.Read(0, Math.Min(EhdrSize, file.Length), "ELF header");
         if (ident[0] != 0x7f || ident[1] != (byte)'E' || ident[2] != (byte)'L' || ident[3] != (byte)'F')
         {
-            string hint = ident[0] == '#' && ident[1] == '!' ? " (it is a script; probe its interpreter instead)" : "";
+            string hint = ident[0] == '#' && ident[1] == '!' ? " (it is a script; probe its interpreter instead)"
+                : ident.AsSpan().StartsWith("!<arch>"u8) ? " (it is a static archive; probe the program linked from it)"
+                : "";
             throw new SymbolException($"'{path}' is not an ELF file{hint}");
         }
         if (ident.Length < EhdrSize)

@@ -5,7 +5,14 @@ namespace Uprec.Symbols;
 /// <see cref="FunctionFileOffset"/>/<see cref="FunctionSize"/> bound the enclosing function (the engine must not
 /// patch across it; size 0 when unknown); <see cref="Vaddr"/> is the probed address as linked.
 /// </summary>
-public sealed record ResolvedSite(string ProbeName, string SymbolName, long FileOffset, long FunctionFileOffset, ulong FunctionSize, ulong Vaddr);
+public sealed record ResolvedSite(string ProbeName, string SymbolName, long FileOffset, long FunctionFileOffset, ulong FunctionSize, ulong Vaddr)
+{
+    /// <summary>
+    /// The site is an STT_GNU_IFUNC resolver (e.g. libc's memcpy, strlen): it runs once at load time, so a probe
+    /// here does not count calls of the function. The engine should warn, or probe the implementation chosen at run time.
+    /// </summary>
+    public bool IsIfuncResolver { get; init; }
+}
 
 /// <summary>Resolves a parsed probe spec against one binary into the sites it applies to.</summary>
 public static class ProbeResolver
@@ -49,7 +56,10 @@ public static class ProbeResolver
                 continue;
             }
             string symbolName = spec.Offset == 0 ? f.Name : $"{f.Name}+{ProbeSpecParser.FormatHex(spec.Offset)}";
-            sites.Add(new ResolvedSite(spec.Name ?? symbolName, symbolName, site, f.FileOffset, f.Size, f.Value + (ulong)spec.Offset));
+            sites.Add(new ResolvedSite(spec.Name ?? symbolName, symbolName, site, f.FileOffset, f.Size, f.Value + (ulong)spec.Offset)
+            {
+                IsIfuncResolver = f.IsIndirect,
+            });
         }
         if (sites.Count == 0 && tooSmall is not null)
         {
@@ -76,7 +86,10 @@ public static class ProbeResolver
             : vaddr == function.Value ? function.Name : $"{function.Name}+{ProbeSpecParser.FormatHex((long)(vaddr - function.Value))}";
         return new ResolvedSite(
             spec.Name ?? ProbeSpecParser.FormatHex(offset), symbolName, offset,
-            function?.FileOffset ?? offset, function?.Size ?? 0, vaddr);
+            function?.FileOffset ?? offset, function?.Size ?? 0, vaddr)
+        {
+            IsIfuncResolver = function?.IsIndirect ?? false,
+        };
     }
 
     /// <summary>The error for a name or glob that matches nothing, with up to three close names.</summary>
@@ -85,8 +98,9 @@ public static class ProbeResolver
         string prefix = specText is null ? "" : $"probe '{specText}': ";
         if (image.Functions.Count == 0)
         {
+            string why = image.HasDynsym ? ".symtab stripped, .dynsym defines no function" : "stripped of .symtab and .dynsym";
             return new SymbolException(
-                $"{prefix}{image.Path} has no function symbols (stripped of .symtab and .dynsym); probe a file offset instead, e.g. '{image.Path}:0x{FirstCodeOffset(image):x}'");
+                $"{prefix}{image.Path} has no function symbols ({why}); probe a file offset instead, e.g. '{image.Path}:0x{FirstCodeOffset(image):x}'");
         }
         IReadOnlyList<string> close = Suggestions.Find(symbol, image.Functions.Select(f => f.Name));
         string kind = Glob.HasWildcards(symbol) ? "no function matches" : "no function named";

@@ -26,6 +26,7 @@ public sealed class MalformedElfTests(SymbolFixtures fx)
         Assert.Contains("is not an ELF file", LoadFails(fx.WriteFile("text", "hello world\n"u8)).Message);
         Assert.Contains("it is a script", LoadFails(fx.WriteFile("script.sh", "#!/bin/sh\necho hi\n"u8)).Message);
         Assert.Contains("is not an ELF file", LoadFails(fx.WriteFile("empty", ReadOnlySpan<byte>.Empty)).Message);
+        Assert.Contains("static archive", LoadFails(fx.WriteFile("lib.a", "!<arch>\n"u8)).Message);
     }
 
     [Fact]

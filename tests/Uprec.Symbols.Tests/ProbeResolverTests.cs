@@ -135,4 +135,15 @@ public sealed class ProbeResolverTests(SymbolFixtures fx)
             Assert.Equal(ObjdumpOffsetOf(fx.SharedLib, name), site.FileOffset);
         }
     }
+
+    [Fact]
+    public void Ifunc_resolver_sites_are_flagged()
+    {
+        string libc = BinaryLocator.FindLibrary("libc", fx.Pie)!;
+        ReadelfSymbol truth = Binutils.Functions(libc).Single(s => s.Name == "memcpy");
+        ResolvedSite site = Assert.Single(Resolve($"libc:memcpy", libc));
+        Assert.Equal(truth.Type == "IFUNC", site.IsIfuncResolver);
+        ResolvedSite plain = Assert.Single(Resolve($"libc:malloc", libc));
+        Assert.False(plain.IsIfuncResolver);
+    }
 }
