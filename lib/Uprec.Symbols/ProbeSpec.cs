@@ -162,6 +162,10 @@ public static class ProbeSpecParser
             {
                 throw Fail(text, "the symbol before '+' is empty");
             }
+            if (char.IsAsciiDigit(symbol[0]))
+            {
+                throw Fail(text, $"'{symbol}' starts with a digit, so it is no symbol; a file offset needs the 0x prefix (e.g. '{binary}:0x{symbol}' if it is hex)");
+            }
             string? problem = CheckSymbol(symbol);
             if (problem is not null)
             {

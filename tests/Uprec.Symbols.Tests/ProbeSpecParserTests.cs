@@ -68,6 +68,8 @@ public sealed class ProbeSpecParserTests
     [InlineData("./prog:+4", "symbol before '+' is empty")]
     [InlineData("./prog:foo::bar", "demangled C++ name")]
     [InlineData("./prog:a(b)", "character '(' is not allowed")]
+    [InlineData("./prog:4096", "starts with a digit")]
+    [InlineData("./prog:1139+4", "needs the 0x prefix")]
     [InlineData("./prog:parse_[ab", "'[' is not closed")]
     [InlineData("./prog:parse_]", "']' without '['")]
     [InlineData("1bad=./prog:work", "'1bad' is not a valid probe name")]
