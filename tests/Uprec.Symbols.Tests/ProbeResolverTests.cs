@@ -146,4 +146,17 @@ public sealed class ProbeResolverTests(SymbolFixtures fx)
         ResolvedSite plain = Assert.Single(Resolve($"libc:malloc", libc));
         Assert.False(plain.IsIfuncResolver);
     }
+
+    [Fact]
+    public void Glob_with_offset_skips_functions_too_small_for_it()
+    {
+        IReadOnlyList<ResolvedSite> sites = Resolve($"{fx.Pie}:*+30", fx.Pie);
+        var expected = Binutils.Functions(fx.Pie).Where(f => f.Size > 30).Select(f => f.Value + 30).Distinct().Order();
+        Assert.Equal(expected, sites.Select(s => s.Vaddr).Order());
+        Assert.All(sites, s => Assert.True(s.FunctionSize > 30));
+
+        ulong tiny = Binutils.Functions(fx.Pie).Single(f => f.Name == "tiny").Size;
+        var e = Assert.Throws<SymbolException>(() => Resolve($"{fx.Pie}:tin?+{tiny}", fx.Pie));
+        Assert.Contains($"outside tiny", e.Message);
+    }
 }
