@@ -210,7 +210,11 @@ public sealed class TraceReader : IDisposable
     /// Reads one row group. <paramref name="columns"/> names the columns to read (fixed or argument
     /// columns); null reads all. Unknown argument names are ignored (their column is absent).
     /// </summary>
-    public TraceBatch ReadRowGroup(int index, IReadOnlySet<string>? columns = null)
+    /// <param name="recycle">
+    /// A batch this reader returned earlier that the caller no longer uses: its arrays are reused when
+    /// the sizes match, which keeps a long scan from churning the large-object heap.
+    /// </param>
+    public TraceBatch ReadRowGroup(int index, IReadOnlySet<string>? columns = null, TraceBatch? recycle = null)
     {
         if (index < 0 || index >= RowGroupCount)
         {
@@ -241,13 +245,13 @@ public sealed class TraceReader : IDisposable
             {
                 Count = n,
                 RowGroup = index,
-                TimeNs = Want(TraceColumns.TimeNs) ? Read<long>(group, _fields[TraceColumns.TimeNs], n) : [],
-                Pid = Want(TraceColumns.Pid) ? Read<int>(group, _fields[TraceColumns.Pid], n) : [],
-                Tid = Want(TraceColumns.Tid) ? Read<int>(group, _fields[TraceColumns.Tid], n) : [],
-                Probe = Want(TraceColumns.Probe) ? ReadRequiredStrings(group, _fields[TraceColumns.Probe], n) : [],
-                Kind = Want(TraceColumns.Kind) ? ReadKinds(group, n) : [],
-                DurationNs = Want(TraceColumns.DurationNs) ? ReadNullable<long>(group, _fields[TraceColumns.DurationNs], n) : [],
-                Comm = Want(TraceColumns.Comm) ? ReadRequiredStrings(group, _fields[TraceColumns.Comm], n) : [],
+                TimeNs = Want(TraceColumns.TimeNs) ? Read(group, _fields[TraceColumns.TimeNs], Reuse(recycle?.TimeNs, n)) : [],
+                Pid = Want(TraceColumns.Pid) ? Read(group, _fields[TraceColumns.Pid], Reuse(recycle?.Pid, n)) : [],
+                Tid = Want(TraceColumns.Tid) ? Read(group, _fields[TraceColumns.Tid], Reuse(recycle?.Tid, n)) : [],
+                Probe = Want(TraceColumns.Probe) ? ReadRequiredStrings(group, _fields[TraceColumns.Probe], Reuse(recycle?.Probe, n)) : [],
+                Kind = Want(TraceColumns.Kind) ? ReadKinds(group, Reuse(recycle?.Kind, n)) : [],
+                DurationNs = Want(TraceColumns.DurationNs) ? ReadNullable(group, _fields[TraceColumns.DurationNs], Reuse(recycle?.DurationNs, n)) : [],
+                Comm = Want(TraceColumns.Comm) ? ReadRequiredStrings(group, _fields[TraceColumns.Comm], Reuse(recycle?.Comm, n)) : [],
                 Args = args,
             };
         }
@@ -270,40 +274,56 @@ public sealed class TraceReader : IDisposable
         }
     }
 
-    private HitKind[] ReadKinds(ParquetRowGroupReader group, int n)
+    private static T[] Reuse<T>(T[]? old, int n) => old is not null && old.Length == n ? old : new T[n];
+
+    private HitKind[] ReadKinds(ParquetRowGroupReader group, HitKind[] kinds)
     {
-        string?[] text = ReadStrings(group, _fields[TraceColumns.Kind], n);
-        var kinds = new HitKind[n];
+        int n = kinds.Length;
+        ReadOnlyMemory<char>[] raw = ReadRaw(group, _fields[TraceColumns.Kind], n);
+        ReadOnlyMemory<char> last = default;
+        HitKind lastKind = HitKind.Entry;
         for (int i = 0; i < n; i++)
         {
-            string? k = text[i];
-            // Dictionary-decoded strings are usually shared instances; the reference check is the fast path.
-            if (ReferenceEquals(k, TraceColumns.KindEntry) || k == TraceColumns.KindEntry)
+            ReadOnlyMemory<char> k = raw[i];
+            // Dictionary-decoded values share the dictionary's memory, so a repeat is a struct compare.
+            if (i > 0 && k.Equals(last))
             {
-                kinds[i] = HitKind.Entry;
+                kinds[i] = lastKind;
+                continue;
             }
-            else if (k == TraceColumns.KindReturn)
-            {
-                kinds[i] = HitKind.Return;
-            }
-            else
-            {
-                throw new TraceFormatException($"trace '{Path}' has an unknown kind '{k}' (expected entry or return)");
-            }
+            lastKind = k.Span.SequenceEqual(TraceColumns.KindEntry) ? HitKind.Entry
+                : k.Span.SequenceEqual(TraceColumns.KindReturn) ? HitKind.Return
+                : throw new TraceFormatException($"trace '{Path}' has an unknown kind '{k}' (expected entry or return)");
+            last = k;
+            kinds[i] = lastKind;
         }
         return kinds;
     }
 
-    private static T[] Read<T>(ParquetRowGroupReader group, DataField field, int n) where T : struct
+    // Scratch for raw string slices, reused across columns and row groups of this reader.
+    private ReadOnlyMemory<char>[] _raw = [];
+
+    private ReadOnlyMemory<char>[] ReadRaw(ParquetRowGroupReader group, DataField field, int n)
     {
-        var values = new T[n];
+        if (_raw.Length < n)
+        {
+            _raw = new ReadOnlyMemory<char>[n];
+        }
+        group.ReadRawAsync<ReadOnlyMemory<char>>(field, _raw.AsMemory(0, n), null, null).AsTask().GetAwaiter().GetResult();
+        return _raw;
+    }
+
+    private static T[] Read<T>(ParquetRowGroupReader group, DataField field, T[] values) where T : struct
+    {
         group.ReadAsync<T>(field, values.AsMemory()).AsTask().GetAwaiter().GetResult();
         return values;
     }
 
-    private static T?[] ReadNullable<T>(ParquetRowGroupReader group, DataField field, int n) where T : struct
+    private static T?[] ReadNullable<T>(ParquetRowGroupReader group, DataField field, int n) where T : struct =>
+        ReadNullable(group, field, new T?[n]);
+
+    private static T?[] ReadNullable<T>(ParquetRowGroupReader group, DataField field, T?[] values) where T : struct
     {
-        var values = new T?[n];
         group.ReadAsync<T>(field, values.AsMemory()).AsTask().GetAwaiter().GetResult();
         return values;
     }
@@ -315,17 +335,59 @@ public sealed class TraceReader : IDisposable
         return values;
     }
 
-    private string[] ReadRequiredStrings(ParquetRowGroupReader group, DataField field, int n)
+    /// <summary>
+    /// Reads a required string column as shared string instances: Parquet.Net's string API allocates a
+    /// new string per row (over 100 ns a row here), while its raw API hands out slices of the column
+    /// dictionary, which repeat and are interned once per distinct value.
+    /// </summary>
+    private string[] ReadRequiredStrings(ParquetRowGroupReader group, DataField field, string[] values)
     {
-        var values = new string[n];
-        group.ReadAsync(field, values.AsMemory()!).AsTask().GetAwaiter().GetResult();
-        // The column is declared required, but a foreign writer may still have produced nulls.
-        if (n > 0 && Array.IndexOf(values, null) >= 0)
+        int n = values.Length;
+        if (field.IsNullable)
         {
-            throw new TraceFormatException($"trace '{Path}' has null values in the required column '{field.Name}'");
+            group.ReadAsync(field, values.AsMemory()!).AsTask().GetAwaiter().GetResult();
+            if (n > 0 && Array.IndexOf(values, null) >= 0)
+            {
+                throw new TraceFormatException($"trace '{Path}' has null values in the required column '{field.Name}'");
+            }
+            return values;
+        }
+        ReadOnlyMemory<char>[] raw = ReadRaw(group, field, n);
+        HashSet<string>.AlternateLookup<ReadOnlySpan<char>> lookup = _interned.GetAlternateLookup<ReadOnlySpan<char>>();
+        // The distinct slices met in this row group (a dictionary has few), searched before hashing.
+        Span<ReadOnlyMemory<char>> seen = new ReadOnlyMemory<char>[16];
+        var seenStrings = new string[16];
+        int seenCount = 0;
+        for (int i = 0; i < n; i++)
+        {
+            ReadOnlyMemory<char> v = raw[i];
+            int j = 0;
+            while (j < seenCount && !seen[j].Equals(v))
+            {
+                j++;
+            }
+            if (j < seenCount)
+            {
+                values[i] = seenStrings[j];
+                continue;
+            }
+            if (!lookup.TryGetValue(v.Span, out string? s))
+            {
+                s = v.ToString();
+                _interned.Add(s);
+            }
+            if (seenCount < seen.Length)
+            {
+                seen[seenCount] = v;
+                seenStrings[seenCount++] = s;
+            }
+            values[i] = s;
         }
         return values;
     }
+
+    // Probe names and comms seen so far; the same instances are handed out for every row group.
+    private readonly HashSet<string> _interned = new(StringComparer.Ordinal);
 
     private static string OneLine(string s) => s.ReplaceLineEndings(" ").Trim();
 

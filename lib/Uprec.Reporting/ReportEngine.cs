@@ -39,7 +39,7 @@ public static class ReportEngine
         {
             GroupBy.Process => SortGroups(agg.Tasks
                 .GroupBy(kv => (kv.Key.Pid, kv.Key.Probe))
-                .Select(g => Summarize(g.Key.Pid, null, agg.ProcessComm.GetValueOrDefault(g.Key.Pid, ""), g.Key.Probe,
+                .Select(g => Summarize(g.Key.Pid, null, agg.ProcessComm(g.Key.Pid), g.Key.Probe,
                     g.Select(kv => kv.Value), isReturn))
                 .ToList(), request.Sort),
             GroupBy.Comm => SortGroups(agg.Tasks

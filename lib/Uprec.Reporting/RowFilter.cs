@@ -22,6 +22,9 @@ internal sealed class RowFilter
 
     public IReadOnlySet<string> Fields => _filter.Fields;
 
+    /// <summary>A filter binds one row at a time, so each thread needs its own copy.</summary>
+    public RowFilter Clone() => new(_filter);
+
     /// <summary>Parses and checks the expression against the columns every input has.</summary>
     public static RowFilter Create(string text, IEnumerable<TraceReader> readers)
     {

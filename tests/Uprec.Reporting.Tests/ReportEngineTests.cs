@@ -246,4 +246,31 @@ public class ReportEngineTests
         var e = Assert.Throws<ReportException>(() => ReportEngine.Run(new ReportRequest { Inputs = [dir.File("nothing-*.parquet")] }));
         Assert.Contains("matches no file", e.Message);
     }
+
+    [Fact]
+    public void TheNumberOfWorkersDoesNotChangeTheReport()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("t.parquet");
+        Spec(rowGroupSize: 1000).Write(path);
+        string Render(int workers)
+        {
+            int saved = TraceAggregator.Workers;
+            TraceAggregator.Workers = workers;
+            try
+            {
+                var output = new StringWriter();
+                Report report = Run(path, r => r with { GroupBy = GroupBy.Process, Histograms = true, Filter = "tid != 1001" });
+                new Uprec.Reporting.Rendering.JsonRenderer().Render(report, output);
+                return output.ToString();
+            }
+            finally
+            {
+                TraceAggregator.Workers = saved;
+            }
+        }
+        string one = Render(1);
+        Assert.Equal(one, Render(3));
+        Assert.Equal(one, Render(8));
+    }
 }
