@@ -1,6 +1,4 @@
-using System.IO.Compression;
-using Parquet;
-using Parquet.Schema;
+using Uprec.Trace.ParquetEncoding;
 
 namespace Uprec.Trace;
 
@@ -29,30 +27,37 @@ public sealed class TraceWriter : IDisposable
     private readonly string _tempPath;
     private readonly int _rowGroupSize;
     private readonly FileStream _stream;
-    private readonly ParquetWriter _parquet;
-    private readonly DataField[] _fixedFields;
-    private readonly DataField[] _argFields;
+    private readonly TraceParquetEncoder _encoder;
     private readonly IReadOnlyList<ArgColumn> _argColumns;
-    // Per probe id: its name, and for each of its arguments the index of the arg column it lands in.
-    private readonly Dictionary<int, (ReadOnlyMemory<char> Name, int[] ArgColumn)> _probes = new();
+    // Per probe id: its slot in the probe dictionary, and for each of its arguments the arg column it lands in.
+    private readonly Dictionary<int, (int Slot, int[] ArgColumn)> _probes = new();
+    // Dictionaries of the string columns, shared by all row groups (each group's dictionary page holds
+    // every value seen so far, a handful of names): rows store slots, so no string is hashed per row.
+    private readonly List<string> _probeNames = [];
+    private readonly List<string> _commNames = [];
+    private readonly Dictionary<string, int> _commSlots = new(StringComparer.Ordinal);
+    private string? _lastComm;
+    private int _lastCommSlot;
+    private static readonly string[] KindNames = [TraceColumns.KindEntry, TraceColumns.KindReturn];
 
     // Column buffers of the current row group; they grow on demand up to _rowGroupSize.
     private long[] _time = [];
     private int[] _pid = [];
     private int[] _tid = [];
-    private ReadOnlyMemory<char>[] _probe = [];
-    private HitKind[] _kind = [];
+    private int[] _probe = [];
+    private int[] _kind = [];
     private long[] _duration = [];
-    private string[] _comm = [];
+    private int[] _comm = [];
     private object?[][] _args;
     private int _buffered;
+    // Scratch for optional columns: values and definition flags.
+    private long[] _scratchValues = [];
+    private byte[] _scratchDefined = [];
+    private int[] _scratchIndices = [];
 
     private long _rowsWritten;
     private bool _completed;
     private bool _disposed;
-
-    private static readonly ReadOnlyMemory<char> EntryText = TraceColumns.KindEntry.AsMemory();
-    private static readonly ReadOnlyMemory<char> ReturnText = TraceColumns.KindReturn.AsMemory();
 
     public TraceWriter(string path, TraceWriterOptions? options = null)
     {
@@ -67,7 +72,8 @@ public sealed class TraceWriter : IDisposable
         var argIndex = _argColumns.Select((c, i) => (c.Name, i)).ToDictionary(x => x.Name, x => x.i, StringComparer.Ordinal);
         foreach (ProbeMeta probe in options.Probes)
         {
-            _probes[probe.Id] = (probe.Name.AsMemory(), probe.Args.Select(a => argIndex[a.Name]).ToArray());
+            _probes[probe.Id] = (_probeNames.Count, probe.Args.Select(a => argIndex[a.Name]).ToArray());
+            _probeNames.Add(probe.Name);
         }
         _args = new object?[_argColumns.Count][];
         for (int i = 0; i < _args.Length; i++)
@@ -80,7 +86,7 @@ public sealed class TraceWriter : IDisposable
         _tempPath = Path.Combine(directory, $".{Path.GetFileName(_path)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
         try
         {
-            _stream = new FileStream(_tempPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16);
+            _stream = new FileStream(_tempPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 20);
         }
         catch (DirectoryNotFoundException)
         {
@@ -95,36 +101,25 @@ public sealed class TraceWriter : IDisposable
             throw new TraceFormatException($"cannot write trace '{path}': {e.Message}", e);
         }
 
-        _fixedFields =
-        [
-            new DataField<long>(TraceColumns.TimeNs),
-            new DataField<int>(TraceColumns.Pid),
-            new DataField<int>(TraceColumns.Tid),
-            new DataField<string>(TraceColumns.Probe, false),
-            new DataField<string>(TraceColumns.Kind, false),
-            new DataField<long?>(TraceColumns.DurationNs),
-            new DataField<string>(TraceColumns.Comm, false),
-        ];
-        _argFields = _argColumns.Select(c => c.ToField()).ToArray();
-        var schema = new ParquetSchema([.. _fixedFields, .. _argFields]);
-        var parquetOptions = new ParquetOptions
+        var columns = new List<ColumnDef>
         {
-            CompressionMethod = CompressionMethod.Snappy,
-            // The default level (SmallestSize) makes compression the bottleneck; Fastest keeps the
-            // writer above 20 M rows/s while Snappy still shrinks the repetitive columns several-fold.
-            CompressionLevel = CompressionLevel.Fastest,
+            new(TraceColumns.TimeNs, ColumnKind.RequiredInt64),
+            new(TraceColumns.Pid, ColumnKind.RequiredInt32),
+            new(TraceColumns.Tid, ColumnKind.RequiredInt32),
+            new(TraceColumns.Probe, ColumnKind.DictionaryString),
+            new(TraceColumns.Kind, ColumnKind.DictionaryString),
+            new(TraceColumns.DurationNs, ColumnKind.OptionalInt64),
+            new(TraceColumns.Comm, ColumnKind.DictionaryString),
         };
-        // Parquet.Net dictionary-encodes a string column only when asked; these repeat a handful of values.
-        parquetOptions.ColumnEncodingHints[TraceColumns.Probe] = EncodingHint.Dictionary;
-        parquetOptions.ColumnEncodingHints[TraceColumns.Kind] = EncodingHint.Dictionary;
-        parquetOptions.ColumnEncodingHints[TraceColumns.Comm] = EncodingHint.Dictionary;
-        foreach (ArgColumn arg in _argColumns.Where(a => a.Type == ArgColumnType.String))
+        columns.AddRange(_argColumns.Select(c => new ColumnDef(c.Name, c.Type switch
         {
-            parquetOptions.ColumnEncodingHints[arg.Name] = EncodingHint.Dictionary;
-        }
+            ArgColumnType.Int64 => ColumnKind.OptionalInt64,
+            ArgColumnType.UInt64 => ColumnKind.OptionalUInt64,
+            _ => ColumnKind.OptionalDictionaryString,
+        })));
         try
         {
-            _parquet = ParquetWriter.CreateAsync(schema, _stream, parquetOptions).GetAwaiter().GetResult();
+            _encoder = new TraceParquetEncoder(_stream, columns);
         }
         catch
         {
@@ -154,12 +149,12 @@ public sealed class TraceWriter : IDisposable
         _time[row] = hit.TimeNs;
         _pid[row] = hit.Pid;
         _tid[row] = hit.Tid;
-        _kind[row] = hit.Kind;
+        _kind[row] = hit.Kind == HitKind.Return ? 1 : 0;
         _duration[row] = hit.Kind == HitKind.Return ? hit.DurationNs : -1;
-        _comm[row] = hit.Comm ?? "";
+        _comm[row] = CommSlot(hit.Comm ?? "");
         if (_probes.TryGetValue(hit.ProbeId, out var probe))
         {
-            _probe[row] = probe.Name;
+            _probe[row] = probe.Slot;
             object?[]? args = hit.Args;
             if (args is not null)
             {
@@ -172,13 +167,34 @@ public sealed class TraceWriter : IDisposable
         }
         else
         {
-            _probe[row] = ("#" + hit.ProbeId).AsMemory();
+            // Unknown ids become probes named "#ID" (with no argument columns).
+            _probes[hit.ProbeId] = (_probeNames.Count, []);
+            _probe[row] = _probeNames.Count;
+            _probeNames.Add("#" + hit.ProbeId);
         }
         _buffered = row + 1;
         if (_buffered == _rowGroupSize)
         {
             WriteRowGroup();
         }
+    }
+
+    private int CommSlot(string comm)
+    {
+        // The engine keeps one string per task, so the reference check nearly always answers.
+        if (ReferenceEquals(comm, _lastComm))
+        {
+            return _lastCommSlot;
+        }
+        if (!_commSlots.TryGetValue(comm, out int slot))
+        {
+            slot = _commNames.Count;
+            _commNames.Add(comm);
+            _commSlots[comm] = slot;
+        }
+        _lastComm = comm;
+        _lastCommSlot = slot;
+        return slot;
     }
 
     /// <summary>Writes the buffered rows as a row group now (nothing when none are buffered).</summary>
@@ -205,12 +221,11 @@ public sealed class TraceWriter : IDisposable
             throw new InvalidOperationException("the trace is already complete");
         }
         WriteRowGroup();
-        _parquet.CustomMetadata = new Dictionary<string, string>
+        _encoder.Finish(new Dictionary<string, string>
         {
             [TraceColumns.SchemaVersionKey] = TraceSchema.Version.ToString(System.Globalization.CultureInfo.InvariantCulture),
             [TraceColumns.MetadataKey] = TraceMetadataJson.Serialize(metadata with { SchemaVersion = TraceSchema.Version }),
-        };
-        _parquet.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }, "uprec trace writer");
         _stream.Flush(flushToDisk: true);
         _stream.Dispose();
         try
@@ -236,14 +251,6 @@ public sealed class TraceWriter : IDisposable
         if (_completed)
         {
             return;
-        }
-        try
-        {
-            _parquet.DisposeAsync().AsTask().GetAwaiter().GetResult();
-        }
-        catch (Exception)
-        {
-            // The footer of an abandoned file does not matter: the file is deleted next.
         }
         _stream.Dispose();
         File.Delete(_tempPath);
@@ -272,42 +279,30 @@ public sealed class TraceWriter : IDisposable
         {
             return;
         }
-        using (ParquetRowGroupWriter group = _parquet.CreateRowGroup())
+        if (_scratchValues.Length < n)
         {
-            Wait(group.WriteAsync<long>(_fixedFields[0], _time.AsMemory(0, n)));
-            Wait(group.WriteAsync<int>(_fixedFields[1], _pid.AsMemory(0, n)));
-            Wait(group.WriteAsync<int>(_fixedFields[2], _tid.AsMemory(0, n)));
-            Wait(group.WriteAsync<ReadOnlyMemory<char>>(_fixedFields[3], _probe.AsMemory(0, n)));
-
-            var text = new ReadOnlyMemory<char>[n];
-            for (int i = 0; i < n; i++)
-            {
-                text[i] = _kind[i] == HitKind.Return ? ReturnText : EntryText;
-            }
-            Wait(group.WriteAsync<ReadOnlyMemory<char>>(_fixedFields[4], text.AsMemory(0, n)));
-
-            var durations = new long?[n];
-            for (int i = 0; i < n; i++)
-            {
-                long d = _duration[i];
-                durations[i] = d >= 0 ? d : null;
-            }
-            Wait(group.WriteAsync<long>(_fixedFields[5], durations.AsMemory(0, n)));
-
-            for (int i = 0; i < n; i++)
-            {
-                text[i] = _comm[i].AsMemory();
-            }
-            Wait(group.WriteAsync<ReadOnlyMemory<char>>(_fixedFields[6], text.AsMemory(0, n)));
-
-            for (int c = 0; c < _argFields.Length; c++)
-            {
-                WriteArgColumn(group, c, n);
-            }
-            group.CompleteValidate();
+            _scratchValues = new long[_time.Length];
+            _scratchDefined = new byte[_time.Length];
+            _scratchIndices = new int[_time.Length];
         }
-        Array.Clear(_probe, 0, n);
-        Array.Clear(_comm, 0, n);
+        _encoder.BeginRowGroup(n);
+        _encoder.WriteInt64(_time.AsSpan(0, n));
+        _encoder.WriteInt32(_pid.AsSpan(0, n));
+        _encoder.WriteInt32(_tid.AsSpan(0, n));
+        _encoder.WriteDictionary(_probe.AsSpan(0, n), _probeNames, optional: false);
+        _encoder.WriteDictionary(_kind.AsSpan(0, n), KindNames, optional: false);
+        Span<byte> defined = _scratchDefined.AsSpan(0, n);
+        for (int i = 0; i < n; i++)
+        {
+            defined[i] = _duration[i] >= 0 ? (byte)1 : (byte)0;
+        }
+        _encoder.WriteOptionalInt64(_duration.AsSpan(0, n), defined, unsigned: false);
+        _encoder.WriteDictionary(_comm.AsSpan(0, n), _commNames, optional: false);
+        for (int c = 0; c < _argColumns.Count; c++)
+        {
+            WriteArgColumn(c, n);
+        }
+        _encoder.EndRowGroup();
         foreach (object?[] column in _args)
         {
             Array.Clear(column, 0, Math.Min(n, column.Length));
@@ -316,50 +311,49 @@ public sealed class TraceWriter : IDisposable
         _buffered = 0;
     }
 
-    private void WriteArgColumn(ParquetRowGroupWriter group, int c, int n)
+    private void WriteArgColumn(int c, int n)
     {
         object?[] values = _args[c];
-        DataField field = _argFields[c];
-        switch (_argColumns[c].Type)
+        Span<long> longs = _scratchValues.AsSpan(0, n);
+        Span<byte> defined = _scratchDefined.AsSpan(0, n);
+        if (_argColumns[c].Type != ArgColumnType.String)
         {
-            case ArgColumnType.Int64:
+            for (int i = 0; i < n; i++)
             {
-                var column = new long?[n];
-                for (int i = 0; i < n; i++)
-                {
-                    column[i] = ToInt64(values[i]);
-                }
-                Wait(group.WriteAsync<long>(field, column.AsMemory()));
-                break;
+                long? v = ToInt64(values[i]);
+                defined[i] = v is null ? (byte)0 : (byte)1;
+                longs[i] = v ?? 0;
             }
-            case ArgColumnType.UInt64:
-            {
-                var column = new ulong?[n];
-                for (int i = 0; i < n; i++)
-                {
-                    column[i] = values[i] is null ? null : unchecked((ulong)ToInt64(values[i])!.Value);
-                }
-                Wait(group.WriteAsync<ulong>(field, column.AsMemory()));
-                break;
-            }
-            default:
-            {
-                var column = new ReadOnlyMemory<char>?[n];
-                for (int i = 0; i < n; i++)
-                {
-                    // The arms are typed explicitly: a bare null would convert through char[] to an empty string.
-                    column[i] = values[i] switch
-                    {
-                        null => (ReadOnlyMemory<char>?)null,
-                        string s => s.AsMemory(),
-                        byte[] b => System.Text.Encoding.UTF8.GetString(b).AsMemory(),
-                        object o => Convert.ToString(o, System.Globalization.CultureInfo.InvariantCulture).AsMemory(),
-                    };
-                }
-                Wait(group.WriteAsync<ReadOnlyMemory<char>>(field, column.AsMemory()));
-                break;
-            }
+            _encoder.WriteOptionalInt64(longs, defined, unsigned: _argColumns[c].Type == ArgColumnType.UInt64);
+            return;
         }
+        // String arguments (paths, names) repeat less predictably: a dictionary per row group.
+        var dictionary = new List<string>();
+        var slots = new Dictionary<string, int>(StringComparer.Ordinal);
+        Span<int> indices = _scratchIndices.AsSpan(0, n);
+        for (int i = 0; i < n; i++)
+        {
+            string? text = values[i] switch
+            {
+                null => null,
+                string s => s,
+                byte[] b => System.Text.Encoding.UTF8.GetString(b),
+                object o => Convert.ToString(o, System.Globalization.CultureInfo.InvariantCulture),
+            };
+            if (text is null)
+            {
+                indices[i] = -1;
+                continue;
+            }
+            if (!slots.TryGetValue(text, out int slot))
+            {
+                slot = dictionary.Count;
+                dictionary.Add(text);
+                slots[text] = slot;
+            }
+            indices[i] = slot;
+        }
+        _encoder.WriteDictionary(indices, dictionary, optional: true);
     }
 
     private static long? ToInt64(object? value) => value switch
@@ -379,5 +373,4 @@ public sealed class TraceWriter : IDisposable
         _ => null,
     };
 
-    private static void Wait(Task task) => task.GetAwaiter().GetResult();
 }

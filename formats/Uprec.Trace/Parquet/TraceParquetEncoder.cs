@@ -1,0 +1,463 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using System.Text;
+using Snappier;
+
+namespace Uprec.Trace.ParquetEncoding;
+
+/// <summary>Physical layout of one trace column (flat schema: every column is a leaf of the root).</summary>
+internal enum ColumnKind
+{
+    RequiredInt64,
+    RequiredInt32,
+    /// <summary>Required UTF8 string written as a dictionary page plus RLE_DICTIONARY indices.</summary>
+    DictionaryString,
+    OptionalInt64,
+    OptionalUInt64,
+    /// <summary>Optional UTF8 string, dictionary-encoded like the required ones.</summary>
+    OptionalDictionaryString,
+}
+
+internal sealed record ColumnDef(string Name, ColumnKind Kind);
+
+/// <summary>
+/// A minimal Parquet writer for the trace's flat schema: one Snappy-compressed data page (v1) per
+/// column chunk, PLAIN integers, dictionary-encoded strings, definition levels for optional columns,
+/// no statistics. Why not Parquet.Net's writer: its string path hashes and re-encodes every value
+/// (about 70 ns a value here, three string columns a row), which caps the trace at ~5 M rows/s; the
+/// trace writer already knows each string's dictionary slot, so this encoder only packs integers.
+/// Files are read back by Parquet.Net (TraceReader) and checked against DuckDB in the tests.
+/// Format reference: apache/parquet-format (parquet.thrift, Encodings.md).
+/// </summary>
+internal sealed class TraceParquetEncoder
+{
+    private const int TypeInt32 = 1, TypeInt64 = 2, TypeByteArray = 6;
+    private const int RepRequired = 0, RepOptional = 1;
+    private const int EncPlain = 0, EncRle = 3, EncRleDictionary = 8;
+    private const int CodecSnappy = 1;
+    private const int PageData = 0, PageDictionary = 2;
+    private const int ConvertedUtf8 = 0, ConvertedUInt64 = 14;
+
+    private readonly Stream _stream;
+    private readonly IReadOnlyList<ColumnDef> _columns;
+    private readonly List<RowGroupInfo> _rowGroups = [];
+    private readonly ByteBuffer _body = new();
+    private readonly ByteBuffer _header = new();
+    private byte[] _compressed = [];
+    private long _position;
+    private RowGroupInfo? _current;
+
+    private sealed record ChunkInfo(ColumnDef Column, long NumValues, long FirstPageOffset, long? DictionaryOffset, long DataOffset,
+        long UncompressedSize, long CompressedSize, bool Dictionary);
+
+    private sealed class RowGroupInfo(long rows)
+    {
+        public long Rows { get; } = rows;
+        public List<ChunkInfo> Chunks { get; } = [];
+    }
+
+    public TraceParquetEncoder(Stream stream, IReadOnlyList<ColumnDef> columns)
+    {
+        _stream = stream;
+        _columns = columns;
+        Write("PAR1"u8);
+    }
+
+    public void BeginRowGroup(int rows)
+    {
+        _current = new RowGroupInfo(rows);
+    }
+
+    public void EndRowGroup()
+    {
+        RowGroupInfo group = _current ?? throw new InvalidOperationException("no row group");
+        if (group.Chunks.Count != _columns.Count)
+        {
+            throw new InvalidOperationException($"row group has {group.Chunks.Count} columns, schema {_columns.Count}");
+        }
+        _rowGroups.Add(group);
+        _current = null;
+    }
+
+    private ColumnDef NextColumn(ColumnKind expected)
+    {
+        ColumnDef column = _columns[_current!.Chunks.Count];
+        if (column.Kind != expected)
+        {
+            throw new InvalidOperationException($"column {column.Name} is {column.Kind}, written as {expected}");
+        }
+        return column;
+    }
+
+    public void WriteInt64(ReadOnlySpan<long> values)
+    {
+        ColumnDef column = NextColumn(ColumnKind.RequiredInt64);
+        _body.Clear();
+        _body.Append(MemoryMarshal.AsBytes(values));
+        long offset = _position;
+        (long u, long c) = WritePage(PageData, values.Length, EncPlain);
+        _current!.Chunks.Add(new ChunkInfo(column, values.Length, offset, null, offset, u, c, false));
+    }
+
+    public void WriteInt32(ReadOnlySpan<int> values)
+    {
+        ColumnDef column = NextColumn(ColumnKind.RequiredInt32);
+        _body.Clear();
+        _body.Append(MemoryMarshal.AsBytes(values));
+        long offset = _position;
+        (long u, long c) = WritePage(PageData, values.Length, EncPlain);
+        _current!.Chunks.Add(new ChunkInfo(column, values.Length, offset, null, offset, u, c, false));
+    }
+
+    /// <summary>Optional INT64/UINT64: <paramref name="defined"/>[i] != 0 marks a value; undefined slots are skipped.</summary>
+    public void WriteOptionalInt64(ReadOnlySpan<long> values, ReadOnlySpan<byte> defined, bool unsigned)
+    {
+        ColumnDef column = NextColumn(unsigned ? ColumnKind.OptionalUInt64 : ColumnKind.OptionalInt64);
+        _body.Clear();
+        AppendDefinitionLevels(defined);
+        for (int i = 0; i < values.Length; i++)
+        {
+            if (defined[i] != 0)
+            {
+                _body.AppendInt64(values[i]);
+            }
+        }
+        long offset = _position;
+        (long u, long c) = WritePage(PageData, values.Length, EncPlain);
+        _current!.Chunks.Add(new ChunkInfo(column, values.Length, offset, null, offset, u, c, false));
+    }
+
+    /// <summary>
+    /// A dictionary-encoded string column: <paramref name="indices"/>[i] is the slot of row i in
+    /// <paramref name="dictionary"/>, or -1 for null (optional columns only).
+    /// </summary>
+    public void WriteDictionary(ReadOnlySpan<int> indices, IReadOnlyList<string> dictionary, bool optional)
+    {
+        ColumnDef column = NextColumn(optional ? ColumnKind.OptionalDictionaryString : ColumnKind.DictionaryString);
+        long dictionaryOffset = _position;
+        _body.Clear();
+        foreach (string value in dictionary)
+        {
+            _body.AppendString(value);
+        }
+        (long u1, long c1) = WritePage(PageDictionary, dictionary.Count, EncPlain);
+
+        _body.Clear();
+        int present = indices.Length;
+        if (optional)
+        {
+            Span<byte> defined = indices.Length <= 4096 ? stackalloc byte[indices.Length] : new byte[indices.Length];
+            present = 0;
+            for (int i = 0; i < indices.Length; i++)
+            {
+                defined[i] = indices[i] >= 0 ? (byte)1 : (byte)0;
+                present += defined[i];
+            }
+            AppendDefinitionLevels(defined);
+        }
+        int width = Math.Max(1, 32 - int.LeadingZeroCount(Math.Max(0, dictionary.Count - 1)));
+        _body.AppendByte((byte)width);
+        if (optional)
+        {
+            var dense = new int[present];
+            int k = 0;
+            foreach (int index in indices)
+            {
+                if (index >= 0)
+                {
+                    dense[k++] = index;
+                }
+            }
+            AppendBitPacked(dense, width);
+        }
+        else
+        {
+            AppendBitPacked(indices, width);
+        }
+        long dataOffset = _position;
+        (long u2, long c2) = WritePage(PageData, indices.Length, EncRleDictionary);
+        _current!.Chunks.Add(new ChunkInfo(column, indices.Length, dictionaryOffset, dictionaryOffset, dataOffset, u1 + u2, c1 + c2, true));
+    }
+
+    /// <summary>Definition levels of a flat optional column: RLE/bit-packed hybrid, width 1, with a 4-byte length prefix (data page v1).</summary>
+    private void AppendDefinitionLevels(ReadOnlySpan<byte> defined)
+    {
+        int lengthAt = _body.Length;
+        _body.AppendInt32(0);
+        int start = _body.Length;
+        // All defined: one RLE run is the common case for argument columns of a single probe.
+        if (defined.IndexOf((byte)0) < 0)
+        {
+            _body.AppendVarInt((ulong)defined.Length << 1);
+            _body.AppendByte(1);
+        }
+        else
+        {
+            int groups = (defined.Length + 7) / 8;
+            _body.AppendVarInt(((ulong)groups << 1) | 1);
+            for (int g = 0; g < groups; g++)
+            {
+                int b = 0;
+                for (int j = 0; j < 8; j++)
+                {
+                    int i = g * 8 + j;
+                    if (i < defined.Length && defined[i] != 0)
+                    {
+                        b |= 1 << j;
+                    }
+                }
+                _body.AppendByte((byte)b);
+            }
+        }
+        _body.PatchInt32(lengthAt, _body.Length - start);
+    }
+
+    /// <summary>One bit-packed run of the RLE/bit-packed hybrid: groups of 8 values, LSB first; the tail group is padded.</summary>
+    private void AppendBitPacked(ReadOnlySpan<int> values, int width)
+    {
+        int groups = (values.Length + 7) / 8;
+        _body.AppendVarInt(((ulong)groups << 1) | 1);
+        Span<byte> packed = _body.Reserve(groups * width);
+        ulong acc = 0;
+        int bits = 0, o = 0;
+        for (int i = 0; i < groups * 8; i++)
+        {
+            ulong v = i < values.Length ? (ulong)(uint)values[i] : 0;
+            acc |= v << bits;
+            bits += width;
+            while (bits >= 8)
+            {
+                packed[o++] = (byte)acc;
+                acc >>= 8;
+                bits -= 8;
+            }
+        }
+    }
+
+    /// <summary>Compresses the body, writes header and page; returns (uncompressed, compressed) sizes including the header.</summary>
+    private (long Uncompressed, long Compressed) WritePage(int pageType, int numValues, int encoding)
+    {
+        ReadOnlySpan<byte> body = _body.Span;
+        int max = Snappy.GetMaxCompressedLength(body.Length);
+        if (_compressed.Length < max)
+        {
+            _compressed = new byte[Math.Max(max, _compressed.Length * 2)];
+        }
+        int compressedLength = Snappy.Compress(body, _compressed);
+
+        _header.Clear();
+        var t = new ThriftCompactWriter(_header);
+        t.BeginStruct();
+        t.I32Field(1, pageType);
+        t.I32Field(2, body.Length);
+        t.I32Field(3, compressedLength);
+        if (pageType == PageData)
+        {
+            t.StructField(5);
+            t.I32Field(1, numValues);
+            t.I32Field(2, encoding);
+            t.I32Field(3, EncRle);
+            t.I32Field(4, EncRle);
+            t.EndStruct();
+        }
+        else
+        {
+            t.StructField(7);
+            t.I32Field(1, numValues);
+            t.I32Field(2, encoding);
+            t.EndStruct();
+        }
+        t.EndStruct();
+        Write(_header.Span);
+        Write(_compressed.AsSpan(0, compressedLength));
+        return (_header.Length + body.Length, _header.Length + compressedLength);
+    }
+
+    /// <summary>Writes the footer (schema, row groups, key/value metadata), its length and the closing magic.</summary>
+    public void Finish(IReadOnlyDictionary<string, string> keyValues, string createdBy)
+    {
+        var footer = new ByteBuffer();
+        var t = new ThriftCompactWriter(footer);
+        t.BeginStruct();
+        t.I32Field(1, 1);
+        t.ListField(2, ThriftCompactWriter.Struct, _columns.Count + 1);
+        t.BeginStruct();
+        t.StringField(4, "schema");
+        t.I32Field(5, _columns.Count);
+        t.EndStruct();
+        foreach (ColumnDef c in _columns)
+        {
+            WriteSchemaElement(t, c);
+        }
+        t.I64Field(3, _rowGroups.Sum(g => g.Rows));
+        t.ListField(4, ThriftCompactWriter.Struct, _rowGroups.Count);
+        foreach (RowGroupInfo g in _rowGroups)
+        {
+            t.BeginStruct();
+            t.ListField(1, ThriftCompactWriter.Struct, g.Chunks.Count);
+            foreach (ChunkInfo chunk in g.Chunks)
+            {
+                t.BeginStruct();
+                t.I64Field(2, chunk.FirstPageOffset);
+                t.StructField(3);
+                t.I32Field(1, PhysicalType(chunk.Column.Kind));
+                int[] encodings = chunk.Dictionary ? [EncPlain, EncRle, EncRleDictionary] : [EncPlain, EncRle];
+                t.ListField(2, ThriftCompactWriter.I32, encodings.Length);
+                foreach (int e in encodings)
+                {
+                    t.I32Value(e);
+                }
+                t.ListField(3, ThriftCompactWriter.Binary, 1);
+                t.StringValue(chunk.Column.Name);
+                t.I32Field(4, CodecSnappy);
+                t.I64Field(5, chunk.NumValues);
+                t.I64Field(6, chunk.UncompressedSize);
+                t.I64Field(7, chunk.CompressedSize);
+                t.I64Field(9, chunk.DataOffset);
+                if (chunk.DictionaryOffset is long d)
+                {
+                    t.I64Field(11, d);
+                }
+                t.EndStruct();
+                t.EndStruct();
+            }
+            t.I64Field(2, g.Chunks.Sum(c => c.UncompressedSize));
+            t.I64Field(3, g.Rows);
+            t.EndStruct();
+        }
+        t.ListField(5, ThriftCompactWriter.Struct, keyValues.Count);
+        foreach ((string key, string value) in keyValues)
+        {
+            t.BeginStruct();
+            t.StringField(1, key);
+            t.StringField(2, value);
+            t.EndStruct();
+        }
+        t.StringField(6, createdBy);
+        t.EndStruct();
+        Write(footer.Span);
+        Span<byte> tail = stackalloc byte[8];
+        BinaryPrimitives.WriteInt32LittleEndian(tail, footer.Length);
+        "PAR1"u8.CopyTo(tail[4..]);
+        Write(tail);
+    }
+
+    private static int PhysicalType(ColumnKind kind) => kind switch
+    {
+        ColumnKind.RequiredInt32 => TypeInt32,
+        ColumnKind.RequiredInt64 or ColumnKind.OptionalInt64 or ColumnKind.OptionalUInt64 => TypeInt64,
+        _ => TypeByteArray,
+    };
+
+    private static void WriteSchemaElement(ThriftCompactWriter t, ColumnDef c)
+    {
+        t.BeginStruct();
+        t.I32Field(1, PhysicalType(c.Kind));
+        t.I32Field(3, c.Kind is ColumnKind.RequiredInt32 or ColumnKind.RequiredInt64 or ColumnKind.DictionaryString ? RepRequired : RepOptional);
+        t.StringField(4, c.Name);
+        switch (c.Kind)
+        {
+            case ColumnKind.DictionaryString or ColumnKind.OptionalDictionaryString:
+                t.I32Field(6, ConvertedUtf8);
+                t.StructField(10);      // LogicalType union
+                t.StructField(1);       // STRING
+                t.EndStruct();
+                t.EndStruct();
+                break;
+            case ColumnKind.OptionalUInt64:
+                t.I32Field(6, ConvertedUInt64);
+                t.StructField(10);
+                t.StructField(10);      // INTEGER
+                t.ByteField(1, 64);
+                t.BoolField(2, false);
+                t.EndStruct();
+                t.EndStruct();
+                break;
+        }
+        t.EndStruct();
+    }
+
+    private void Write(ReadOnlySpan<byte> bytes)
+    {
+        _stream.Write(bytes);
+        _position += bytes.Length;
+    }
+}
+
+/// <summary>A growable byte buffer for page bodies, headers and the footer.</summary>
+internal sealed class ByteBuffer
+{
+    private byte[] _data = new byte[1024];
+    private int _length;
+
+    public int Length => _length;
+    public ReadOnlySpan<byte> Span => _data.AsSpan(0, _length);
+
+    public void Clear() => _length = 0;
+
+    private void Ensure(int extra)
+    {
+        if (_length + extra > _data.Length)
+        {
+            Array.Resize(ref _data, Math.Max(_length + extra, _data.Length * 2));
+        }
+    }
+
+    public Span<byte> Reserve(int count)
+    {
+        Ensure(count);
+        Span<byte> span = _data.AsSpan(_length, count);
+        span.Clear();
+        _length += count;
+        return span;
+    }
+
+    public void Append(ReadOnlySpan<byte> bytes)
+    {
+        Ensure(bytes.Length);
+        bytes.CopyTo(_data.AsSpan(_length));
+        _length += bytes.Length;
+    }
+
+    public void AppendByte(byte b)
+    {
+        Ensure(1);
+        _data[_length++] = b;
+    }
+
+    public void AppendInt32(int v)
+    {
+        Ensure(4);
+        BinaryPrimitives.WriteInt32LittleEndian(_data.AsSpan(_length), v);
+        _length += 4;
+    }
+
+    public void AppendInt64(long v)
+    {
+        Ensure(8);
+        BinaryPrimitives.WriteInt64LittleEndian(_data.AsSpan(_length), v);
+        _length += 8;
+    }
+
+    public void PatchInt32(int at, int v) => BinaryPrimitives.WriteInt32LittleEndian(_data.AsSpan(at), v);
+
+    public void AppendVarInt(ulong v)
+    {
+        while (v >= 0x80)
+        {
+            AppendByte((byte)(v | 0x80));
+            v >>= 7;
+        }
+        AppendByte((byte)v);
+    }
+
+    /// <summary>PLAIN BYTE_ARRAY: 4-byte little-endian length, then the UTF-8 bytes.</summary>
+    public void AppendString(string s)
+    {
+        int max = Encoding.UTF8.GetMaxByteCount(s.Length);
+        Ensure(4 + max);
+        int n = Encoding.UTF8.GetBytes(s, _data.AsSpan(_length + 4));
+        BinaryPrimitives.WriteInt32LittleEndian(_data.AsSpan(_length), n);
+        _length += 4 + n;
+    }
+}

@@ -1,0 +1,73 @@
+using DuckDB.NET.Data;
+
+namespace Uprec.Trace.Tests;
+
+/// <summary>
+/// Shapes that take the writer's own Parquet encoder off its common path: long Thrift lists (more than
+/// 14 columns and row groups), wide dictionaries (bit widths above 8), all-null and all-present optional
+/// columns, empty strings and non-ASCII text. Both Parquet.Net (TraceReader) and DuckDB must read them.
+/// </summary>
+public class EncoderEdgeTests
+{
+    [Fact]
+    public void ManyColumnsRowGroupsAndWideDictionariesReadBackEverywhere()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("edge.parquet");
+        ArgMeta[] args = Enumerable.Range(0, 13).Select(i => new ArgMeta($"a{i}", i % 3 == 2 ? "string" : i % 3 == 1 ? "u64" : "s32", $"arg{i % 6 + 1}")).ToArray();
+        ProbeMeta[] probes =
+        [
+            new() { Id = 0, Name = "wide", Spec = "x:wide", Args = args },
+            new() { Id = 5, Name = "ünïcødé probe", Spec = "x:u" },
+        ];
+        const int rows = 700;
+        var expected = new List<(string Probe, string Comm, long? A0, ulong? A1, string? A2)>();
+        using (var writer = new TraceWriter(path, new TraceWriterOptions { RowGroupSize = 37, Probes = probes }))
+        {
+            for (int i = 0; i < rows; i++)
+            {
+                bool wide = i % 5 != 0;
+                // 300 distinct comms: the comm dictionary needs a 9-bit index width.
+                string comm = i % 300 == 0 ? "" : $"task-{i % 300}";
+                object?[]? values = wide
+                    ? Enumerable.Range(0, 13).Select(k => k % 3 == 2 ? (object?)(i % 7 == 0 ? null : $"s{i % 11}é") : k % 3 == 1 ? (object)((ulong)i * 1000003UL) : (object)(i - 350)).ToArray()
+                    : null;
+                writer.Append(new HitRecord
+                {
+                    TimeNs = i, Pid = 1, Tid = 1 + i % 3, ProbeId = wide ? 0 : 5, Kind = HitKind.Entry, DurationNs = -1, Comm = comm, Args = values,
+                });
+                expected.Add((wide ? "wide" : "ünïcødé probe", comm, wide ? i - 350 : null, wide ? (ulong)i * 1000003UL : null,
+                    wide && i % 7 != 0 ? $"s{i % 11}é" : null));
+            }
+            writer.Complete(new TraceMetadata { Probes = probes });
+        }
+
+        using (TraceReader reader = TraceReader.Open(path))
+        {
+            Assert.Equal((rows + 36) / 37, reader.RowGroupCount);
+            Assert.Equal(13, reader.ArgColumns.Count);
+            var actual = new List<(string, string, long?, ulong?, string?)>();
+            foreach (TraceBatch b in reader.ReadBatches())
+            {
+                for (int i = 0; i < b.Count; i++)
+                {
+                    actual.Add((b.Probe[i], b.Comm[i], ((long?[])b.Args["a0"])[i], ((ulong?[])b.Args["a1"])[i], ((string?[])b.Args["a2"])[i]));
+                }
+            }
+            Assert.Equal(expected, actual);
+        }
+
+        using var connection = new DuckDBConnection("DataSource=:memory:");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT count(*), count(DISTINCT comm), count(a2), CAST(sum(a0) AS BIGINT), max(a1), count(*) FILTER (WHERE probe = 'ünïcødé probe') FROM read_parquet('{path}')";
+        using var r = command.ExecuteReader();
+        Assert.True(r.Read());
+        Assert.Equal(rows, Convert.ToInt64(r.GetValue(0)));
+        Assert.Equal(300, Convert.ToInt64(r.GetValue(1)));
+        Assert.Equal(expected.Count(e => e.A2 is not null), Convert.ToInt64(r.GetValue(2)));
+        Assert.Equal(expected.Sum(e => e.A0 ?? 0), Convert.ToInt64(r.GetValue(3)));
+        Assert.Equal(expected.Max(e => e.A1 ?? 0), Convert.ToUInt64(r.GetValue(4)));
+        Assert.Equal(rows / 5, Convert.ToInt64(r.GetValue(5)));
+    }
+}
