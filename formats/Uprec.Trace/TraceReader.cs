@@ -1,6 +1,7 @@
 using System.Globalization;
 using Parquet;
 using Parquet.Schema;
+using Uprec.Trace.ParquetEncoding;
 
 namespace Uprec.Trace;
 
@@ -236,22 +237,34 @@ public sealed class TraceReader : IDisposable
                 DataField field = _fields[arg.Name];
                 args[arg.Name] = arg.Type switch
                 {
-                    ArgColumnType.Int64 => ReadNullable<long>(group, field, n),
-                    ArgColumnType.UInt64 => ReadNullable<ulong>(group, field, n),
-                    _ => ReadStrings(group, field, n),
+                    ArgColumnType.Int64 => Fast<long?[]>(index, field, c => { var v = new long?[n]; _fast!.ReadOptionalInt64(c, v); return v; },
+                        () => ReadNullable<long>(group, field, n)),
+                    ArgColumnType.UInt64 => Fast<ulong?[]>(index, field, c =>
+                        {
+                            var raw = new long?[n];
+                            _fast!.ReadOptionalInt64(c, raw);
+                            return raw.Select(x => x is long v ? (ulong?)unchecked((ulong)v) : null).ToArray();
+                        },
+                        () => ReadNullable<ulong>(group, field, n)),
+                    _ => Fast<string?[]>(index, field, c => { var v = new string?[n]; _fast!.ReadStrings(c, v, optional: true, Decode); return v; },
+                        () => ReadStrings(group, field, n)),
                 };
             }
             return new TraceBatch
             {
                 Count = n,
                 RowGroup = index,
-                TimeNs = Want(TraceColumns.TimeNs) ? Read(group, _fields[TraceColumns.TimeNs], Reuse(recycle?.TimeNs, n)) : [],
-                Pid = Want(TraceColumns.Pid) ? Read(group, _fields[TraceColumns.Pid], Reuse(recycle?.Pid, n)) : [],
-                Tid = Want(TraceColumns.Tid) ? Read(group, _fields[TraceColumns.Tid], Reuse(recycle?.Tid, n)) : [],
-                Probe = Want(TraceColumns.Probe) ? ReadRequiredStrings(group, _fields[TraceColumns.Probe], Reuse(recycle?.Probe, n)) : [],
-                Kind = Want(TraceColumns.Kind) ? ReadKinds(group, Reuse(recycle?.Kind, n)) : [],
-                DurationNs = Want(TraceColumns.DurationNs) ? ReadNullable(group, _fields[TraceColumns.DurationNs], Reuse(recycle?.DurationNs, n)) : [],
-                Comm = Want(TraceColumns.Comm) ? ReadRequiredStrings(group, _fields[TraceColumns.Comm], Reuse(recycle?.Comm, n)) : [],
+                TimeNs = Want(TraceColumns.TimeNs) ? ReadLongs(index, group, Reuse(recycle?.TimeNs, n)) : [],
+                Pid = Want(TraceColumns.Pid) ? ReadInts(index, group, _fields[TraceColumns.Pid], Reuse(recycle?.Pid, n)) : [],
+                Tid = Want(TraceColumns.Tid) ? ReadInts(index, group, _fields[TraceColumns.Tid], Reuse(recycle?.Tid, n)) : [],
+                Probe = Want(TraceColumns.Probe) ? ReadNames(index, group, _fields[TraceColumns.Probe], Reuse(recycle?.Probe, n)) : [],
+                Kind = Want(TraceColumns.Kind) ? ReadKindColumn(index, group, Reuse(recycle?.Kind, n)) : [],
+                DurationNs = Want(TraceColumns.DurationNs)
+                    ? Fast(index, _fields[TraceColumns.DurationNs],
+                        c => { long?[] v = Reuse(recycle?.DurationNs, n); _fast!.ReadOptionalInt64(c, v); return v; },
+                        () => ReadNullable(group, _fields[TraceColumns.DurationNs], Reuse(recycle?.DurationNs, n)))
+                    : [],
+                Comm = Want(TraceColumns.Comm) ? ReadNames(index, group, _fields[TraceColumns.Comm], Reuse(recycle?.Comm, n)) : [],
                 Args = args,
             };
         }
@@ -273,6 +286,101 @@ public sealed class TraceReader : IDisposable
             yield return ReadRowGroup(i, columns);
         }
     }
+
+    /// <summary>Turns off the direct decoder (tests compare both paths).</summary>
+    internal static bool DisableFastPath { get; set; }
+
+    private FastChunkReader? _fast;
+    private string?[] _kindText = [];
+
+    /// <summary>
+    /// Decodes with <see cref="FastChunkReader"/> when the chunk's shape allows, else with Parquet.Net.
+    /// Malformed data is an error either way (wrapped by the caller); only an unsupported shape falls back.
+    /// </summary>
+    private T Fast<T>(int rowGroup, DataField field, Func<FastChunkReader.Chunk, T> fast, Func<T> slow)
+    {
+        if (!DisableFastPath && ChunkOf(rowGroup, field.Name) is FastChunkReader.Chunk chunk)
+        {
+            _fast ??= new FastChunkReader(_stream);
+            try
+            {
+                return fast(chunk);
+            }
+            catch (FastPathUnsupportedException)
+            {
+            }
+        }
+        return slow();
+    }
+
+    private FastChunkReader.Chunk? ChunkOf(int rowGroup, string column)
+    {
+        foreach (Parquet.Meta.ColumnChunk c in _parquet.Metadata!.RowGroups[rowGroup].Columns)
+        {
+            Parquet.Meta.ColumnMetaData? m = c.MetaData;
+            if (m is null || m.PathInSchema.Count != 1 || m.PathInSchema[0] != column)
+            {
+                continue;
+            }
+            long start = m.DictionaryPageOffset is long d && d > 0 && d < m.DataPageOffset ? d : m.DataPageOffset;
+            return new FastChunkReader.Chunk(start, m.TotalCompressedSize, (int)m.Codec, m.NumValues);
+        }
+        return null;
+    }
+
+    private long[] ReadLongs(int index, ParquetRowGroupReader group, long[] values) =>
+        Fast(index, _fields[TraceColumns.TimeNs], c => { _fast!.ReadInt64(c, values); return values; },
+            () => Read(group, _fields[TraceColumns.TimeNs], values));
+
+    private int[] ReadInts(int index, ParquetRowGroupReader group, DataField field, int[] values) =>
+        Fast(index, field, c => { _fast!.ReadInt32(c, values); return values; }, () => Read(group, field, values));
+
+    private string[] ReadNames(int index, ParquetRowGroupReader group, DataField field, string[] values) =>
+        Fast(index, field, c =>
+            {
+                _fast!.ReadStrings(c, values!, optional: false, Intern);
+                return values;
+            },
+            () => ReadRequiredStrings(group, field, values));
+
+    private HitKind[] ReadKindColumn(int index, ParquetRowGroupReader group, HitKind[] kinds) =>
+        Fast(index, _fields[TraceColumns.Kind], c =>
+            {
+                if (_kindText.Length != kinds.Length)
+                {
+                    _kindText = new string?[kinds.Length];
+                }
+                string?[] text = _kindText;
+                _fast!.ReadStrings(c, text, optional: false, Intern);
+                // Interned: each row holds one of a few instances, so a reference check decides.
+                string entry = Intern("entry"u8), ret = Intern("return"u8);
+                for (int i = 0; i < kinds.Length; i++)
+                {
+                    string? k = text[i];
+                    kinds[i] = ReferenceEquals(k, entry) ? HitKind.Entry
+                        : ReferenceEquals(k, ret) ? HitKind.Return
+                        : throw new TraceFormatException($"trace '{Path}' has an unknown kind '{k}' (expected entry or return)");
+                }
+                return kinds;
+            },
+            () => ReadKinds(group, kinds));
+
+    /// <summary>One string instance per distinct probe name or comm, shared by every row group.</summary>
+    private string Intern(ReadOnlySpan<byte> utf8)
+    {
+        Span<char> chars = utf8.Length <= 512 ? stackalloc char[utf8.Length] : new char[utf8.Length];
+        int length = System.Text.Encoding.UTF8.GetChars(utf8, chars);
+        HashSet<string>.AlternateLookup<ReadOnlySpan<char>> lookup = _interned.GetAlternateLookup<ReadOnlySpan<char>>();
+        if (!lookup.TryGetValue(chars[..length], out string? s))
+        {
+            s = new string(chars[..length]);
+            _interned.Add(s);
+        }
+        return s;
+    }
+
+    // Argument strings (paths, names) are not interned: their variety is unbounded.
+    private static string Decode(ReadOnlySpan<byte> utf8) => System.Text.Encoding.UTF8.GetString(utf8);
 
     private static T[] Reuse<T>(T[]? old, int n) => old is not null && old.Length == n ? old : new T[n];
 

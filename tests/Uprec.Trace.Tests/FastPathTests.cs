@@ -1,0 +1,79 @@
+namespace Uprec.Trace.Tests;
+
+/// <summary>The direct decoder must give exactly what Parquet.Net gives, column by column.</summary>
+public class FastPathTests
+{
+    private static List<string> Dump(string path, bool fast)
+    {
+        bool saved = TraceReader.DisableFastPath;
+        TraceReader.DisableFastPath = !fast;
+        try
+        {
+            using TraceReader reader = TraceReader.Open(path);
+            var lines = new List<string>();
+            foreach (TraceBatch b in reader.ReadBatches())
+            {
+                for (int i = 0; i < b.Count; i++)
+                {
+                    string args = string.Join(",", b.Args.OrderBy(a => a.Key).Select(a => $"{a.Key}={a.Value.GetValue(i) ?? "null"}"));
+                    lines.Add($"{b.TimeNs[i]} {b.Pid[i]} {b.Tid[i]} {b.Probe[i]} {b.Kind[i]} {b.DurationNs[i]?.ToString() ?? "null"} {b.Comm[i]} {args}");
+                }
+            }
+            return lines;
+        }
+        finally
+        {
+            TraceReader.DisableFastPath = saved;
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    [InlineData(1000)]
+    public void SampleTraceDecodesIdentically(int rowGroupSize)
+    {
+        using var dir = new TempDir();
+        string path = dir.File("t.parquet");
+        TraceRoundTripTests.WriteSample(path, rowGroupSize);
+        List<string> slow = Dump(path, fast: false);
+        Assert.Equal(TraceRoundTripTests.SampleHits().Length, slow.Count);
+        Assert.Equal(slow, Dump(path, fast: true));
+    }
+
+    [Fact]
+    public void SyntheticTraceWithDropsDecodesIdentically()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("s.parquet");
+        new SyntheticTrace
+        {
+            Probes = [new SyntheticProbe("a", 3000, new LatencyModel.LogNormal(1000, 1)), new SyntheticProbe("b", 2000)],
+            Processes = 3,
+            ThreadsPerProcess = 5,
+            DropEvery = 9,
+            RowGroupSize = 777,
+        }.Write(path);
+        List<string> slow = Dump(path, fast: false);
+        Assert.True(slow.Count > 4000);
+        Assert.Equal(slow, Dump(path, fast: true));
+    }
+
+    [Fact]
+    public void CorruptPageDataIsAnErrorNotAFallback()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("t.parquet");
+        TraceRoundTripTests.WriteSample(path, 100);
+        byte[] bytes = File.ReadAllBytes(path);
+        // Garble the first page's Snappy data (after the magic and the page header).
+        for (int i = 20; i < 60; i++)
+        {
+            bytes[i] ^= 0x5A;
+        }
+        File.WriteAllBytes(path, bytes);
+        using TraceReader reader = TraceReader.Open(path);
+        var e = Assert.Throws<TraceFormatException>(() => reader.ReadRowGroup(0));
+        Assert.Contains(path, e.Message);
+    }
+}
