@@ -20,6 +20,7 @@ public static unsafe partial class Spawn
     [LibraryImport("libc")] public static partial int posix_spawn_file_actions_destroy(byte* actions);
     [LibraryImport("libc")] public static partial int posix_spawn_file_actions_adddup2(byte* actions, int fd, int newfd);
     [LibraryImport("libc")] public static partial int posix_spawn_file_actions_addclose(byte* actions, int fd);
+    [LibraryImport("libc")] public static partial int posix_spawn_file_actions_addopen(byte* actions, int fd, byte* path, int oflag, uint mode);
     [LibraryImport("libc")] public static partial int sigemptyset(byte* set);
     [LibraryImport("libc")] public static partial int sigfillset(byte* set);
     [LibraryImport("libc")] public static partial int sigdelset(byte* set, int sig);

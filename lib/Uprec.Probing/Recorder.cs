@@ -74,6 +74,7 @@ public static class Recorder
         thread.Start();
         thread.Join();
         stop.Bind(null);
+        tracer.StopWaker();
 
         int? status = tracer.WorkloadStatus;
         int? exitCode = status is int s && Native.Wait.WIFEXITED(s) ? Native.Wait.WEXITSTATUS(s) : null;

@@ -37,10 +37,22 @@ internal static unsafe class Launcher
         Unistd.close(gateWriteFd);
     }
 
-    /// <summary>Spawns a plain process (used for the tracer's waker); returns its pid.</summary>
-    public static int SpawnPlain(IReadOnlyList<string> argv) => StartProcess(argv[0], argv, gateReadFd: -1);
+    /// <summary>
+    /// Spawns the tracer's waker: a shell blocked reading a pipe whose only writer is uprec. Closing
+    /// the write end makes it exit, which wakes the tracer's waitpid; if uprec dies, the pipe closes
+    /// and the waker goes too. Its output goes to /dev/null so it never holds the user's pipes open.
+    /// </summary>
+    public static (int Pid, int WriteFd) SpawnWaker()
+    {
+        int* fds = stackalloc int[2];
+        if (Unistd.pipe2(fds, Unistd.O_CLOEXEC) != 0)
+            throw new InvalidOperationException($"pipe2 failed: {Errno.Describe(Errno.Last)}");
+        int pid = StartProcess(GateShell, [GateShell, "-c", $"read -r _ <&{GateFd}"], gateReadFd: fds[0], quiet: true);
+        Unistd.close(fds[0]);
+        return (pid, fds[1]);
+    }
 
-    private static int StartProcess(string file, IReadOnlyList<string> argv, int gateReadFd)
+    private static int StartProcess(string file, IReadOnlyList<string> argv, int gateReadFd, bool quiet = false)
     {
         byte* attr = stackalloc byte[Spawn.AttrSize];
         byte* actions = stackalloc byte[Spawn.FileActionsSize];
@@ -54,6 +66,13 @@ internal static unsafe class Launcher
         Spawn.posix_spawnattr_setsigmask(attr, none);
         Spawn.posix_spawnattr_setflags(attr, Spawn.POSIX_SPAWN_SETSIGDEF | Spawn.POSIX_SPAWN_SETSIGMASK);
         if (gateReadFd >= 0) Spawn.posix_spawn_file_actions_adddup2(actions, gateReadFd, GateFd);
+        if (quiet)
+        {
+            byte* devnull = stackalloc byte[] { (byte)'/', (byte)'d', (byte)'e', (byte)'v', (byte)'/', (byte)'n', (byte)'u', (byte)'l', (byte)'l', 0 };
+            Spawn.posix_spawn_file_actions_addopen(actions, 0, devnull, Unistd.O_RDONLY, 0);
+            Spawn.posix_spawn_file_actions_addopen(actions, 1, devnull, Unistd.O_WRONLY, 0);
+            Spawn.posix_spawn_file_actions_addopen(actions, 2, devnull, Unistd.O_WRONLY, 0);
+        }
 
         var handles = new List<nint>();
         try

@@ -36,6 +36,7 @@ internal sealed class Tracer
 
     private volatile StopReason _stopRequest;
     private volatile int _wakerPid;
+    private int _wakerFd = -1;
     private bool _ending;
     private int _workloadPid;
     private int? _workloadStatus;
@@ -60,8 +61,8 @@ internal sealed class Tracer
     public void RequestStop(StopReason reason)
     {
         if (_stopRequest == StopReason.None) _stopRequest = reason;
-        int waker = _wakerPid;
-        if (waker > 0) Signals.kill(waker, SIGKILL);
+        int fd = Interlocked.Exchange(ref _wakerFd, -1);
+        if (fd >= 0) Unistd.close(fd);
     }
 
     // ---------------------------------------------------------------- launch
@@ -109,7 +110,20 @@ internal sealed class Tracer
 
     private void StartWaker()
     {
-        _wakerPid = Launcher.SpawnPlain(["/bin/sleep", "2147483647"]);
+        var (pid, fd) = Launcher.SpawnWaker();
+        _wakerPid = pid;
+        _wakerFd = fd;
+        // A stop requested before the waker existed must still wake the loop (it checks the flag first).
+    }
+
+    /// <summary>Ends the waker if it is still there, and reaps it.</summary>
+    public void StopWaker()
+    {
+        int fd = Interlocked.Exchange(ref _wakerFd, -1);
+        if (fd >= 0) Unistd.close(fd);
+        int pid = _wakerPid;
+        _wakerPid = 0;
+        if (pid > 0) Sys.WaitAny(pid, out _);
     }
 
     // ---------------------------------------------------------------- main loop
