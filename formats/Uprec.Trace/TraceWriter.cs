@@ -274,6 +274,19 @@ public sealed class TraceWriter : IDisposable
 
     private void WriteRowGroup()
     {
+        try
+        {
+            EncodeRowGroup();
+        }
+        catch (IOException e)
+        {
+            // Disk full, I/O error: the engine gets one typed error naming the trace, not a raw IOException.
+            throw new TraceFormatException($"cannot write trace '{_path}': {e.Message}", e);
+        }
+    }
+
+    private void EncodeRowGroup()
+    {
         int n = _buffered;
         if (n == 0)
         {
