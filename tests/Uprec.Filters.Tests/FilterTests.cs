@@ -113,3 +113,44 @@ public class FilterTests
         Assert.Equal(expected, new Glob(pattern).IsMatch(text));
     }
 }
+
+public class FilterDecisionTests
+{
+    private static readonly HashSet<string> TaskFields = ["pid", "tid", "ppid", "uid", "comm", "exe"];
+
+    private static FilterValue Task(string field) => field switch
+    {
+        "pid" => FilterValue.Of(100),
+        "comm" => FilterValue.Of("server"),
+        "uid" => FilterValue.Of(1000),
+        _ => FilterValue.Missing,
+    };
+
+    [Theory]
+    [InlineData("pid == 100", FilterDecision.Yes)]
+    [InlineData("pid == 101", FilterDecision.No)]
+    [InlineData("arg1 < 100", FilterDecision.Maybe)]
+    [InlineData("pid == 101 && arg1 < 100", FilterDecision.No)]
+    [InlineData("pid == 100 && arg1 < 100", FilterDecision.Maybe)]
+    [InlineData("pid == 100 || arg1 < 100", FilterDecision.Yes)]
+    [InlineData("pid == 101 || arg1 < 100", FilterDecision.Maybe)]
+    [InlineData("!(pid == 101 && retval == 0)", FilterDecision.Yes)]
+    [InlineData("!(pid == 100 && retval == 0)", FilterDecision.Maybe)]
+    [InlineData("comm ~ \"serv*\" && uid != 0", FilterDecision.Yes)]
+    [InlineData("!(comm ~ \"serv*\")", FilterDecision.No)]
+    public void TaskLevelDecisionsTreatArgumentsAsUnknown(string text, FilterDecision expected)
+    {
+        Assert.Equal(expected, Filter.Parse(text).Decide(Task, TaskFields.Contains));
+    }
+
+    [Fact]
+    public void WithEveryFieldKnownDecideAgreesWithEvaluate()
+    {
+        string[] exprs = ["pid == 100 && !(comm == \"x\")", "pid < 5 || comm ~ \"s*\"", "!(uid == 1000)", "arg1 == 3"];
+        foreach (string e in exprs)
+        {
+            Filter f = Filter.Parse(e);
+            Assert.Equal(f.Evaluate(Task) ? FilterDecision.Yes : FilterDecision.No, f.Decide(Task, _ => true));
+        }
+    }
+}
