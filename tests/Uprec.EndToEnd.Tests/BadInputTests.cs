@@ -104,9 +104,18 @@ public sealed class BadInputTests(TestPrograms programs) : IDisposable
     }
 
     [Fact]
-    public void Unknown_option()
+    public void Unknown_option_to_record()
     {
-        AssertOneLineError(Uprec.Run(["record", "--no-such-option", "--", programs.Path("firstinsn")]), "--no-such-option");
+        string binary = programs.Path("firstinsn");
+        ProcessResult r = Uprec.Run(["record", "-e", $"{binary}:fi_push", "--no-such-option", "-o", _dir.File("t.parquet"), "--", binary]);
+        AssertOneLineError(r, "--no-such-option");
+        Assert.Equal("", r.Stdout);
+    }
+
+    [Fact]
+    public void Unknown_option_to_report()
+    {
+        AssertOneLineError(Uprec.Run(["report", "--no-such-option"]), "--no-such-option");
     }
 
     public void Dispose() => _dir.Dispose();

@@ -18,6 +18,8 @@ public static class Processes
     /// </summary>
     public static readonly TimeSpan Limit = TimeSpan.FromMinutes(3);
 
+    private static readonly TimeSpan StreamGrace = TimeSpan.FromSeconds(20);
+
     public static ProcessStartInfo StartInfo(string file, IEnumerable<string> args, string? workingDirectory = null)
     {
         var info = new ProcessStartInfo(file)
@@ -60,12 +62,21 @@ public static class Processes
         if (!process.WaitForExit(Limit))
         {
             process.Kill(entireProcessTree: true);
-            process.WaitForExit();
-            Assert.Fail($"'{what}' did not finish within {Limit}; killed.\nstdout so far:\n{stdout.Result}\nstderr so far:\n{stderr.Result}");
+            process.WaitForExit(StreamGrace);
+            Task.WaitAll([stdout, stderr], StreamGrace);
+            Assert.Fail($"'{what}' did not finish within {Limit}; killed.\nstdout:\n{Peek(stdout)}\nstderr:\n{Peek(stderr)}");
         }
-        process.WaitForExit(); // drains the redirected streams
+        // The pipes reach end-of-file only when every process holding them has gone: if the
+        // output stays open after the exit, something the process started outlived it.
+        if (!Task.WaitAll([stdout, stderr], StreamGrace))
+        {
+            Assert.Fail($"'{what}' exited ({process.ExitCode}) but its stdout/stderr stayed open for {StreamGrace}: "
+                + "a process it started is still running and holds them");
+        }
         return new ProcessResult(process.ExitCode, stdout.Result, stderr.Result);
     }
+
+    private static string Peek(Task<string> stream) => stream.IsCompletedSuccessfully ? stream.Result : "(still open)";
 
     /// <summary>Sends a signal to one process (not its group), as a user typing kill would.</summary>
     public static void Signal(int pid, string signalName)

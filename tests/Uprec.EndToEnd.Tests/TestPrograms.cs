@@ -21,6 +21,15 @@ public sealed class TestPrograms : IDisposable
         ("globs.c", []),
         ("libcalls.c", []),
         ("passthru.c", []),
+        // Issue 3 programs: probes that follow the file, return probes, argument filters.
+        ("forkexec.c", []),
+        ("forkexec_child.c", []), // exec'd by forkexec from the same directory
+        ("dlreload.c", ["-ldl"]), // loads libdlplug.so from the same directory
+        ("recursion.c", []),
+        ("longjmp.c", []),
+        ("sighandler.c", []),
+        ("cxxthrow.cpp", []),
+        ("argfilter.c", []),
     ];
 
     private readonly TempDirectory _build = new("uprec-e2e-build");
@@ -31,24 +40,27 @@ public sealed class TestPrograms : IDisposable
         {
             foreach (Linkage linkage in Enum.GetValues<Linkage>())
             {
-                Compile(source, flags, linkage);
+                string output = Path(System.IO.Path.GetFileNameWithoutExtension(source), linkage);
+                string[] linkFlags = linkage == Linkage.Pie ? ["-fPIE", "-pie"] : ["-fno-pie", "-no-pie"];
+                Compile(source, [.. linkFlags, "-o", output], flags);
             }
         }
+        Compile("dlplug.c", ["-shared", "-fPIC", "-o", Library("libdlplug.so")], []);
     }
 
     /// <summary>Absolute path of the built program, e.g. Path("threads", Linkage.NoPie).</summary>
     public string Path(string name, Linkage linkage = Linkage.Pie) =>
         _build.File(linkage == Linkage.Pie ? name : $"{name}-nopie");
 
+    /// <summary>Absolute path of a built shared library, e.g. Library("libdlplug.so").</summary>
+    public string Library(string fileName) => _build.File(fileName);
+
     public string BuildDirectory => _build.FullName;
 
-    private void Compile(string source, string[] flags, Linkage linkage)
+    private static void Compile(string source, string[] outputFlags, string[] flags)
     {
-        string name = System.IO.Path.GetFileNameWithoutExtension(source);
         string compiler = source.EndsWith(".cpp", StringComparison.Ordinal) ? "g++" : "gcc";
-        string[] linkFlags = linkage == Linkage.Pie ? ["-fPIE", "-pie"] : ["-fno-pie", "-no-pie"];
-        List<string> args = ["-O2", "-g", "-Wall", .. linkFlags, "-o", Path(name, linkage),
-            System.IO.Path.Combine(Paths.TestData, source), .. flags];
+        List<string> args = ["-O2", "-g", "-Wall", .. outputFlags, System.IO.Path.Combine(Paths.TestData, source), .. flags];
         ProcessResult result = Processes.Run(compiler, args);
         if (result.ExitCode != 0)
         {

@@ -22,7 +22,8 @@ public sealed class ThreadTests(TestPrograms programs) : IDisposable
         // The program printed each task's tid and call count on stderr (passed through by uprec).
         var expected = r.Truth.Tasks.Where(t => t.Function == "work").ToDictionary(t => t.Tid, t => t.Count);
         var actual = r.Report.Tasks.Where(t => t.Probe == "work").ToList();
-        Assert.Equal(int.Parse(r.Truth.Fact("threads")), expected.Count);
+        Assert.True(int.Parse(r.Truth.Fact("threads")) == expected.Count,
+            $"the program printed 'threads {r.Truth.Fact("threads")}' but {expected.Count} task lines on stderr:\n{r.Traced.Stderr}");
         Assert.Equal(expected.Count, actual.Count);
         Assert.Equal(r.Report.Count("work"), actual.Sum(t => t.Count));
         foreach (TaskSummary task in actual)
