@@ -40,9 +40,27 @@ public static class RecordCommand
         {
             Events, Output, Program,
         };
-        command.SetAction(parse => CliErrors.Guard(() => Run(
-            parse.GetValue(Events) ?? [], parse.GetValue(Output)!, parse.GetValue(Program) ?? [])));
+        command.SetAction(parse => CliErrors.Guard(() =>
+        {
+            RejectOptionsTakenAsProgram(parse);
+            return Run(parse.GetValue(Events) ?? [], parse.GetValue(Output)!, parse.GetValue(Program) ?? []);
+        }));
         return command;
+    }
+
+    /// <summary>
+    /// The program's words are whatever does not belong to uprec, so an option uprec does not know
+    /// would silently become the program to run. Before '--', a word starting with '-' is an error.
+    /// </summary>
+    private static void RejectOptionsTakenAsProgram(ParseResult parse)
+    {
+        var programTokens = parse.GetResult(Program)?.Tokens ?? [];
+        foreach (var token in parse.Tokens)
+        {
+            if (token.Type == System.CommandLine.Parsing.TokenType.DoubleDash) return;
+            if (token.Value.StartsWith('-') && token.Value.Length > 1 && programTokens.Any(t => ReferenceEquals(t, token)))
+                throw new UsageException($"unknown option '{token.Value}' for record (see 'uprec record --help'; put the program after '--')");
+        }
     }
 
     private static int Run(string[] events, string output, string[] program)

@@ -54,7 +54,10 @@ public static class Recorder
             throw new ProbingException($"'{ret.Text}': return probes (%return) are not supported by this build yet");
 
         Catalog catalog = Catalog.Build(request.Probes, program);
-        using var writer = new TraceWriter(request.OutputPath);
+        using var writer = new TraceWriter(request.OutputPath, new TraceWriterOptions
+        {
+            Probes = catalog.Probes.Select(p => p.ToMeta()).ToList(),
+        });
         var tracer = new Tracer(catalog, writer, log, program);
         Exception? failure = null;
         var thread = new Thread(() =>
