@@ -105,6 +105,7 @@ public static class Program
         var rates = new List<double>();
         for (int run = 0; run < runs; run++)
         {
+            double completeStart;
             var sw = Stopwatch.StartNew();
             using (var writer = new TraceWriter(path, new TraceWriterOptions { Probes = probes, RowGroupSize = rowGroupSize }))
             {
@@ -112,13 +113,14 @@ public static class Program
                 {
                     writer.Append(in pool[i & (pool.Length - 1)]);
                 }
+                completeStart = sw.Elapsed.TotalSeconds;
                 writer.Complete(new TraceMetadata { Probes = probes });
             }
             sw.Stop();
             double rate = rows / sw.Elapsed.TotalSeconds;
             rates.Add(rate);
             Console.WriteLine($"run {run + 1}: {rows:N0} rows in {sw.Elapsed.TotalSeconds:F3} s = {rate / 1e6:F1} M rows/s, " +
-                $"{new FileInfo(path).Length / (double)rows:F2} bytes/row");
+                $"{new FileInfo(path).Length / (double)rows:F2} bytes/row, Complete (last group, footer, fsync, rename) {sw.Elapsed.TotalSeconds - completeStart:F3} s");
         }
         File.Delete(path);
         rates.Sort();

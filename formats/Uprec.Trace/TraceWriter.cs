@@ -20,6 +20,8 @@ public sealed record TraceWriterOptions
 /// Writes a trace file row group by row group. Rows go to a temporary file next to the target path,
 /// which is renamed over the target only by <see cref="Complete"/>, so the target is always either
 /// absent, the previous file, or a complete trace. Not thread-safe: one thread appends.
+/// A full row group is encoded on a background thread while appends fill a second buffer, so the
+/// appending thread (the tracer) does not stall for the encoding; memory is two row groups at most.
 /// </summary>
 public sealed class TraceWriter : IDisposable
 {
@@ -40,17 +42,12 @@ public sealed class TraceWriter : IDisposable
     private int _lastCommSlot;
     private static readonly string[] KindNames = [TraceColumns.KindEntry, TraceColumns.KindReturn];
 
-    // Column buffers of the current row group; they grow on demand up to _rowGroupSize.
-    private long[] _time = [];
-    private int[] _pid = [];
-    private int[] _tid = [];
-    private int[] _probe = [];
-    private int[] _kind = [];
-    private long[] _duration = [];
-    private int[] _comm = [];
-    private object?[][] _args;
-    private int _buffered;
-    // Scratch for optional columns: values and definition flags.
+    private Rows _filling;
+    private Rows? _spare;
+    // The row group being encoded in the background; at most one at a time (the encoder is sequential).
+    private Task? _pending;
+
+    // Scratch of the encoding side for optional columns: values, definition flags, dictionary indices.
     private long[] _scratchValues = [];
     private byte[] _scratchDefined = [];
     private int[] _scratchIndices = [];
@@ -58,6 +55,36 @@ public sealed class TraceWriter : IDisposable
     private long _rowsWritten;
     private bool _completed;
     private bool _disposed;
+
+    /// <summary>Column buffers of one row group; they grow on demand up to the row group size.</summary>
+    private sealed class Rows(int argColumns)
+    {
+        public long[] Time = [];
+        public int[] Pid = [];
+        public int[] Tid = [];
+        public int[] Probe = [];
+        public int[] Kind = [];
+        public long[] Duration = [];
+        public int[] Comm = [];
+        public object?[][] Args = Enumerable.Range(0, argColumns).Select(_ => Array.Empty<object?>()).ToArray();
+        public int Count;
+
+        public void Grow(int limit)
+        {
+            int size = Math.Min(limit, Math.Max(1024, Time.Length * 2));
+            Array.Resize(ref Time, size);
+            Array.Resize(ref Pid, size);
+            Array.Resize(ref Tid, size);
+            Array.Resize(ref Probe, size);
+            Array.Resize(ref Kind, size);
+            Array.Resize(ref Duration, size);
+            Array.Resize(ref Comm, size);
+            for (int i = 0; i < Args.Length; i++)
+            {
+                Array.Resize(ref Args[i], size);
+            }
+        }
+    }
 
     public TraceWriter(string path, TraceWriterOptions? options = null)
     {
@@ -75,11 +102,7 @@ public sealed class TraceWriter : IDisposable
             _probes[probe.Id] = (_probeNames.Count, probe.Args.Select(a => argIndex[a.Name]).ToArray());
             _probeNames.Add(probe.Name);
         }
-        _args = new object?[_argColumns.Count][];
-        for (int i = 0; i < _args.Length; i++)
-        {
-            _args[i] = [];
-        }
+        _filling = new Rows(_argColumns.Count);
 
         string directory = Path.GetDirectoryName(_path) ?? ".";
         // A hidden name in the same directory: the final rename must stay on one filesystem to be atomic.
@@ -129,7 +152,8 @@ public sealed class TraceWriter : IDisposable
         }
     }
 
-    public long RowsWritten => _rowsWritten;
+    /// <summary>Rows encoded into the file so far (a row group being encoded in the background counts once it is done).</summary>
+    public long RowsWritten => Interlocked.Read(ref _rowsWritten);
 
     /// <summary>The argument columns this writer's schema has, in column order.</summary>
     public IReadOnlyList<ArgColumn> ArgColumns => _argColumns;
@@ -141,27 +165,28 @@ public sealed class TraceWriter : IDisposable
         {
             throw new InvalidOperationException("the trace is already complete");
         }
-        int row = _buffered;
-        if (row == _time.Length)
+        Rows rows = _filling;
+        int row = rows.Count;
+        if (row == rows.Time.Length)
         {
-            Grow();
+            rows.Grow(_rowGroupSize);
         }
-        _time[row] = hit.TimeNs;
-        _pid[row] = hit.Pid;
-        _tid[row] = hit.Tid;
-        _kind[row] = hit.Kind == HitKind.Return ? 1 : 0;
-        _duration[row] = hit.Kind == HitKind.Return ? hit.DurationNs : -1;
-        _comm[row] = CommSlot(hit.Comm ?? "");
+        rows.Time[row] = hit.TimeNs;
+        rows.Pid[row] = hit.Pid;
+        rows.Tid[row] = hit.Tid;
+        rows.Kind[row] = hit.Kind == HitKind.Return ? 1 : 0;
+        rows.Duration[row] = hit.Kind == HitKind.Return ? hit.DurationNs : -1;
+        rows.Comm[row] = CommSlot(hit.Comm ?? "");
         if (_probes.TryGetValue(hit.ProbeId, out var probe))
         {
-            _probe[row] = probe.Slot;
+            rows.Probe[row] = probe.Slot;
             object?[]? args = hit.Args;
             if (args is not null)
             {
                 int n = Math.Min(args.Length, probe.ArgColumn.Length);
                 for (int i = 0; i < n; i++)
                 {
-                    _args[probe.ArgColumn[i]][row] = args[i];
+                    rows.Args[probe.ArgColumn[i]][row] = args[i];
                 }
             }
         }
@@ -169,13 +194,13 @@ public sealed class TraceWriter : IDisposable
         {
             // Unknown ids become probes named "#ID" (with no argument columns).
             _probes[hit.ProbeId] = (_probeNames.Count, []);
-            _probe[row] = _probeNames.Count;
+            rows.Probe[row] = _probeNames.Count;
             _probeNames.Add("#" + hit.ProbeId);
         }
-        _buffered = row + 1;
-        if (_buffered == _rowGroupSize)
+        rows.Count = row + 1;
+        if (rows.Count == _rowGroupSize)
         {
-            WriteRowGroup();
+            StartRowGroup();
         }
     }
 
@@ -197,7 +222,48 @@ public sealed class TraceWriter : IDisposable
         return slot;
     }
 
-    /// <summary>Writes the buffered rows as a row group now (nothing when none are buffered).</summary>
+    /// <summary>Hands the filled buffer to a background encode (after the previous one finished) and swaps buffers.</summary>
+    private void StartRowGroup()
+    {
+        WaitPending();
+        Rows full = _filling;
+        if (full.Count == 0)
+        {
+            return;
+        }
+        // Snapshots: appends may add names while the encoder writes the dictionary pages.
+        string[] probeNames = [.. _probeNames];
+        string[] commNames = [.. _commNames];
+        _filling = _spare ?? new Rows(_argColumns.Count);
+        _spare = null;
+        _pending = Task.Run(() =>
+        {
+            EncodeRowGroup(full, probeNames, commNames);
+            _spare = full;
+        });
+    }
+
+    /// <summary>Waits for the background encode; its failure surfaces here as a TraceFormatException.</summary>
+    private void WaitPending()
+    {
+        Task? pending = _pending;
+        if (pending is null)
+        {
+            return;
+        }
+        _pending = null;
+        try
+        {
+            pending.GetAwaiter().GetResult();
+        }
+        catch (IOException e)
+        {
+            // Disk full, I/O error: the engine gets one typed error naming the trace, not a raw IOException.
+            throw new TraceFormatException($"cannot write trace '{_path}': {e.Message}", e);
+        }
+    }
+
+    /// <summary>Writes the buffered rows as a row group now (nothing when none are buffered) and waits until it is in the file.</summary>
     public void Flush()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -205,7 +271,8 @@ public sealed class TraceWriter : IDisposable
         {
             return;
         }
-        WriteRowGroup();
+        StartRowGroup();
+        WaitPending();
         _stream.Flush();
     }
 
@@ -220,13 +287,21 @@ public sealed class TraceWriter : IDisposable
         {
             throw new InvalidOperationException("the trace is already complete");
         }
-        WriteRowGroup();
-        _encoder.Finish(new Dictionary<string, string>
+        StartRowGroup();
+        WaitPending();
+        try
         {
-            [TraceColumns.SchemaVersionKey] = TraceSchema.Version.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            [TraceColumns.MetadataKey] = TraceMetadataJson.Serialize(metadata with { SchemaVersion = TraceSchema.Version }),
-        }, "uprec trace writer");
-        _stream.Flush(flushToDisk: true);
+            _encoder.Finish(new Dictionary<string, string>
+            {
+                [TraceColumns.SchemaVersionKey] = TraceSchema.Version.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                [TraceColumns.MetadataKey] = TraceMetadataJson.Serialize(metadata with { SchemaVersion = TraceSchema.Version }),
+            }, "uprec trace writer");
+            _stream.Flush(flushToDisk: true);
+        }
+        catch (IOException e)
+        {
+            throw new TraceFormatException($"cannot write trace '{_path}': {e.Message}", e);
+        }
         _stream.Dispose();
         try
         {
@@ -252,81 +327,56 @@ public sealed class TraceWriter : IDisposable
         {
             return;
         }
+        try
+        {
+            _pending?.Wait();
+        }
+        catch (AggregateException)
+        {
+            // The file is abandoned either way.
+        }
         _stream.Dispose();
         File.Delete(_tempPath);
     }
 
-    private void Grow()
+    private void EncodeRowGroup(Rows rows, string[] probeNames, string[] commNames)
     {
-        int size = Math.Min(_rowGroupSize, Math.Max(1024, _time.Length * 2));
-        Array.Resize(ref _time, size);
-        Array.Resize(ref _pid, size);
-        Array.Resize(ref _tid, size);
-        Array.Resize(ref _probe, size);
-        Array.Resize(ref _kind, size);
-        Array.Resize(ref _duration, size);
-        Array.Resize(ref _comm, size);
-        for (int i = 0; i < _args.Length; i++)
-        {
-            Array.Resize(ref _args[i], size);
-        }
-    }
-
-    private void WriteRowGroup()
-    {
-        try
-        {
-            EncodeRowGroup();
-        }
-        catch (IOException e)
-        {
-            // Disk full, I/O error: the engine gets one typed error naming the trace, not a raw IOException.
-            throw new TraceFormatException($"cannot write trace '{_path}': {e.Message}", e);
-        }
-    }
-
-    private void EncodeRowGroup()
-    {
-        int n = _buffered;
-        if (n == 0)
-        {
-            return;
-        }
+        int n = rows.Count;
         if (_scratchValues.Length < n)
         {
-            _scratchValues = new long[_time.Length];
-            _scratchDefined = new byte[_time.Length];
-            _scratchIndices = new int[_time.Length];
+            _scratchValues = new long[n];
+            _scratchDefined = new byte[n];
+            _scratchIndices = new int[n];
         }
         _encoder.BeginRowGroup(n);
-        _encoder.WriteInt64(_time.AsSpan(0, n));
-        _encoder.WriteInt32(_pid.AsSpan(0, n));
-        _encoder.WriteInt32(_tid.AsSpan(0, n));
-        _encoder.WriteDictionary(_probe.AsSpan(0, n), _probeNames, optional: false);
-        _encoder.WriteDictionary(_kind.AsSpan(0, n), KindNames, optional: false);
+        _encoder.WriteInt64(rows.Time.AsSpan(0, n));
+        _encoder.WriteInt32(rows.Pid.AsSpan(0, n));
+        _encoder.WriteInt32(rows.Tid.AsSpan(0, n));
+        _encoder.WriteDictionary(rows.Probe.AsSpan(0, n), probeNames, optional: false);
+        _encoder.WriteDictionary(rows.Kind.AsSpan(0, n), KindNames, optional: false);
         Span<byte> defined = _scratchDefined.AsSpan(0, n);
         for (int i = 0; i < n; i++)
         {
-            defined[i] = _duration[i] >= 0 ? (byte)1 : (byte)0;
+            defined[i] = rows.Duration[i] >= 0 ? (byte)1 : (byte)0;
         }
-        _encoder.WriteOptionalInt64(_duration.AsSpan(0, n), defined, unsigned: false);
-        _encoder.WriteDictionary(_comm.AsSpan(0, n), _commNames, optional: false);
+        _encoder.WriteOptionalInt64(rows.Duration.AsSpan(0, n), defined, unsigned: false);
+        _encoder.WriteDictionary(rows.Comm.AsSpan(0, n), commNames, optional: false);
         for (int c = 0; c < _argColumns.Count; c++)
         {
-            WriteArgColumn(c, n);
+            WriteArgColumn(rows, c, n);
         }
         _encoder.EndRowGroup();
-        foreach (object?[] column in _args)
+        foreach (object?[] column in rows.Args)
         {
             Array.Clear(column, 0, Math.Min(n, column.Length));
         }
-        _rowsWritten += n;
-        _buffered = 0;
+        rows.Count = 0;
+        Interlocked.Add(ref _rowsWritten, n);
     }
 
-    private void WriteArgColumn(int c, int n)
+    private void WriteArgColumn(Rows rows, int c, int n)
     {
-        object?[] values = _args[c];
+        object?[] values = rows.Args[c];
         Span<long> longs = _scratchValues.AsSpan(0, n);
         Span<byte> defined = _scratchDefined.AsSpan(0, n);
         if (_argColumns[c].Type != ArgColumnType.String)
