@@ -33,8 +33,8 @@ public sealed class TraceWriter : IDisposable
     private readonly IReadOnlyList<ArgColumn> _argColumns;
     // Per probe id: its slot in the probe dictionary, and for each of its arguments the arg column it lands in.
     private readonly Dictionary<int, (int Slot, int[] ArgColumn)> _probes = new();
-    // Dictionaries of the string columns, shared by all row groups (each group's dictionary page holds
-    // every value seen so far, a handful of names): rows store slots, so no string is hashed per row.
+    // Names of the probe and comm columns by slot: rows store slots, so no string is hashed per row.
+    // A row group's dictionary page holds every probe name (a handful) and the comms it uses.
     private readonly List<string> _probeNames = [];
     private readonly List<string> _commNames = [];
     private readonly Dictionary<string, int> _commSlots = new(StringComparer.Ordinal);
@@ -360,7 +360,22 @@ public sealed class TraceWriter : IDisposable
             defined[i] = rows.Duration[i] >= 0 ? (byte)1 : (byte)0;
         }
         _encoder.WriteOptionalInt64(rows.Duration.AsSpan(0, n), defined, unsigned: false);
-        _encoder.WriteDictionary(rows.Comm.AsSpan(0, n), commNames, optional: false);
+        // Only the comms this row group uses: a fork-heavy workload can see thousands over a long run.
+        int[] remap = new int[commNames.Length];
+        Array.Fill(remap, -1);
+        var used = new List<string>();
+        Span<int> commIndices = _scratchIndices.AsSpan(0, n);
+        for (int i = 0; i < n; i++)
+        {
+            int slot = rows.Comm[i];
+            if (remap[slot] < 0)
+            {
+                remap[slot] = used.Count;
+                used.Add(commNames[slot]);
+            }
+            commIndices[i] = remap[slot];
+        }
+        _encoder.WriteDictionary(commIndices, used, optional: false);
         for (int c = 0; c < _argColumns.Count; c++)
         {
             WriteArgColumn(rows, c, n);

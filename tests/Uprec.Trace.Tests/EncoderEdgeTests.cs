@@ -70,4 +70,36 @@ public class EncoderEdgeTests
         Assert.Equal(expected.Max(e => e.A1 ?? 0), Convert.ToUInt64(r.GetValue(4)));
         Assert.Equal(rows / 5, Convert.ToInt64(r.GetValue(5)));
     }
+
+    [Fact]
+    public void NamesAddedWhileARowGroupIsEncodedLandInTheRightRows()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("grow.parquet");
+        ProbeMeta[] probes = [new() { Id = 0, Name = "p", Spec = "x:p" }];
+        const int rows = 5000;
+        using (var writer = new TraceWriter(path, new TraceWriterOptions { RowGroupSize = 64, Probes = probes }))
+        {
+            for (int i = 0; i < rows; i++)
+            {
+                // A new comm every row and an unknown probe id every 10th: both dictionaries grow while
+                // earlier row groups are being encoded in the background.
+                writer.Append(new HitRecord { TimeNs = i, Pid = 1, Tid = 1, ProbeId = i % 10 == 0 ? 1000 + i : 0, Comm = $"c{i}" });
+            }
+            writer.Complete(new TraceMetadata { Probes = probes });
+            Assert.Equal(rows, writer.RowsWritten);
+        }
+        using TraceReader reader = TraceReader.Open(path);
+        int row = 0;
+        foreach (TraceBatch b in reader.ReadBatches())
+        {
+            for (int i = 0; i < b.Count; i++, row++)
+            {
+                Assert.Equal(row, b.TimeNs[i]);
+                Assert.Equal($"c{row}", b.Comm[i]);
+                Assert.Equal(row % 10 == 0 ? $"#{1000 + row}" : "p", b.Probe[i]);
+            }
+        }
+        Assert.Equal(rows, row);
+    }
 }
