@@ -30,6 +30,10 @@ public sealed class GroundTruth
             {
                 truth._facts[f[0]] = f[1];
             }
+            else if (f.Length == 3)
+            {
+                truth._facts[$"{f[0]} {f[1]}"] = f[2]; // e.g. `returns lj_inner 600`
+            }
         }
         foreach (string line in Lines(stderr))
         {
@@ -50,6 +54,9 @@ public sealed class GroundTruth
 
     public string Fact(string key) =>
         _facts.TryGetValue(key, out string? v) ? v : throw new KeyNotFoundException($"the program printed no '{key}' line");
+
+    /// <summary>A numeric fact, e.g. Number("returns lj_inner") or Number("caught").</summary>
+    public long Number(string key) => long.Parse(Fact(key), CultureInfo.InvariantCulture);
 
     public long OffsetOf(string symbol) => long.Parse(Fact($"offset {symbol}"), CultureInfo.InvariantCulture);
 

@@ -30,6 +30,7 @@ public sealed class TestPrograms : IDisposable
         ("sighandler.c", []),
         ("cxxthrow.cpp", []),
         ("argfilter.c", []),
+        ("napper.c", []),
     ];
 
     private readonly TempDirectory _build = new("uprec-e2e-build");

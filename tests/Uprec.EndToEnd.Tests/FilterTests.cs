@@ -1,0 +1,57 @@
+namespace Uprec.EndToEnd.Tests;
+
+/// <summary>Issue 3: `--filter EXPR` after an `-e`, with exact expected counts from argfilter.c.</summary>
+[Collection(EndToEndCollection.Name)]
+[Trait("Feature", "filters")]
+public sealed class FilterTests(TestPrograms programs) : IDisposable
+{
+    private readonly TempDirectory _dir = new("uprec-e2e");
+
+    [Theory]
+    [InlineData("arg1 < 100", "af_f_arg1_lt_100")]
+    [InlineData("arg2 == 3", "af_f_arg2_eq_3")]
+    [InlineData("arg2 == 0x3 && arg1 < 1000000", "af_f_arg2_eq_3")]
+    [InlineData("!(arg1 >= 100)", "af_f_arg1_lt_100")]
+    public void An_argument_filter_keeps_exactly_the_matching_calls(string filter, string expectedCountLine)
+    {
+        string binary = programs.Path("argfilter");
+        string trace = _dir.File("filter.parquet");
+
+        ProcessResult traced = Uprec.Run(["record", "-o", trace, "-e", $"{binary}:af_f", "--filter", filter, "--", binary]);
+
+        Assert.True(traced.ExitCode == 0, traced.ToString());
+        Assert.Equal(Processes.Run(binary, []).Stdout, traced.Stdout);
+        GroundTruth truth = GroundTruth.Parse(traced.Stdout);
+        Assert.Equal(truth.Count(expectedCountLine), Uprec.ReportOf(trace).Count("af_f"));
+    }
+
+    [Fact]
+    public void A_task_filter_no_task_matches_leaves_the_probe_without_hits()
+    {
+        string binary = programs.Path("argfilter");
+        string trace = _dir.File("filter.parquet");
+
+        ProcessResult traced = Uprec.Run(["record", "-o", trace, "-e", $"{binary}:af_f", "--filter", "comm ~ \"nothing-like-this*\"", "--", binary]);
+
+        Assert.True(traced.ExitCode == 0, traced.ToString());
+        Assert.Equal(Processes.Run(binary, []).Stdout, traced.Stdout);
+        Assert.Equal(0, Uprec.ReportOf(trace).Count("af_f"));
+    }
+
+    [Fact]
+    public void A_malformed_filter_is_refused_before_anything_starts()
+    {
+        string binary = programs.Path("argfilter");
+
+        ProcessResult r = Uprec.Run(["record", "-o", _dir.File("t.parquet"), "-e", $"{binary}:af_f", "--filter", "arg1 < ", "--", binary]);
+
+        Assert.True(r.ExitCode == 2, r.ToString());
+        Assert.Equal("", r.Stdout);
+        string[] lines = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.StartsWith("uprec: error: ", lines[0]);
+        Assert.Matches("[0-9]", lines[0]); // the position of the error
+    }
+
+    public void Dispose() => _dir.Dispose();
+}
