@@ -374,6 +374,7 @@ internal sealed class Tracer
     {
         IReadOnlyList<MapEntry> maps = ReadMaps(process.Pid);
         AddressSpace mm = process.Mm;
+        ForgetUnmapped(mm, maps);
         foreach (MapEntry m in maps)
         {
             if (!m.Executable || m.Path is null || m.Inode == 0) continue;
@@ -399,6 +400,22 @@ internal sealed class Tracer
                     process.LoaderHooked = true;
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// After dlclose the library's pages are gone, and with them our patches: forget those sites (there
+    /// is nothing to restore), so that a later load, at the same address or another, is patched afresh.
+    /// </summary>
+    private static void ForgetUnmapped(AddressSpace mm, IReadOnlyList<MapEntry> maps)
+    {
+        var live = maps.Where(m => m.Executable && m.Inode != 0).ToList();
+        mm.Scanned.RemoveWhere(k => !live.Any(m => FileKey.Of(m) == k.Item1 && m.Start == k.Item2));
+        foreach (Site site in mm.Sites.Values.ToList())
+        {
+            if (site.Removed || site.IsLoaderEvent) continue;
+            bool mapped = live.Any(m => FileKey.Of(m) == site.File && site.Address >= m.Start && site.Address < m.End);
+            if (!mapped) mm.Sites.Remove(site.Address);
         }
     }
 
