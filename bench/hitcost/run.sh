@@ -13,7 +13,9 @@
 # hitcost.c times its own loop with CLOCK_MONOTONIC, so start-up, attach and trace writing at the
 # end do not count; ns/hit = (traced loop - untraced loop) / CALLS, the median of REPEATS runs.
 # Rows: untraced; uprec record -e; perf stat -e (kernel uprobe, counting only); perf record -e
-# (kernel uprobe, a sample per hit). The ratio is uprec / perf record.
+# (kernel uprobe, a sample per hit). The ratio is uprec / perf record, of the medians; the
+# spread over runs is printed too, because a ptrace stop costs several times more when the
+# scheduler puts tracer and target on different CPUs.
 set -euo pipefail
 
 mode=entry
@@ -52,12 +54,19 @@ median_loop_ns() {
         out="$("$@" 2>"$work/last.err")" || { echo "failed: $* ($(tail -1 "$work/last.err"))" >&2; echo NA; return; }
         values+=("$(awk '$1 == "loop_ns" { print $2 }' <<<"$out")")
     done
-    printf '%s\n' "${values[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+    printf '%s\n' "${values[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)], v[1], v[NR] }'
 }
 
-per_hit() { # loop_ns baseline_ns hits_per_call
+per_hit() { # "median min max" baseline_ns hits_per_call -> median ns/hit
     if [ "$1" = NA ]; then echo NA; return; fi
-    awk -v t="$1" -v b="$2" -v n="$calls" -v k="$3" 'BEGIN { printf "%.1f", (t - b) / (n * k) }'
+    awk -v t="${1%% *}" -v b="$2" -v n="$calls" -v k="$3" 'BEGIN { printf "%.1f", (t - b) / (n * k) }'
+}
+
+spread() { # "median min max" baseline_ns hits_per_call -> "(min .. max)" ns/hit
+    if [ "$1" = NA ]; then return; fi
+    read -r _ lo hi <<<"$1"
+    awk -v lo="$lo" -v hi="$hi" -v b="$2" -v n="$calls" -v k="$3" \
+        'BEGIN { printf "(runs: %.1f .. %.1f)", (lo - b) / (n * k), (hi - b) / (n * k) }'
 }
 
 if [ "$mode" = entry ]; then
@@ -67,12 +76,13 @@ else
 fi
 
 echo "hitcost: $calls calls, median of $repeats runs, $mode probes, $(nproc) CPUs, kernel $(uname -r)"
-base=$(median_loop_ns "$bin" "$calls")
+base_stats=$(median_loop_ns "$bin" "$calls")
+base=${base_stats%% *}
 printf '%-28s %10s ns/call\n' "untraced" "$(awk -v t="$base" -v n="$calls" 'BEGIN { printf "%.1f", t / n }')"
 
 uprec_ns=$(median_loop_ns "$UPREC" record -o "$work/trace.parquet" -e "$uprec_spec" -- "$bin" "$calls")
 uprec_hit=$(per_hit "$uprec_ns" "$base" "$hits")
-printf '%-28s %10s ns/hit (added per call)\n' "uprec record" "$uprec_hit"
+printf '%-28s %10s ns/hit %s\n' "uprec record" "$uprec_hit" "$(spread "$uprec_ns" "$base" "$hits")"
 
 perf_hit=NA
 if [ "$(id -u)" -eq 0 ] && command -v "$perf" >/dev/null; then
@@ -84,10 +94,10 @@ if [ "$(id -u)" -eq 0 ] && command -v "$perf" >/dev/null; then
     "$perf" probe -q -x "$bin" func >/dev/null
     if [ "$mode" = return ]; then "$perf" probe -q -x "$bin" 'func%return' >/dev/null; fi
     stat_ns=$(median_loop_ns "$perf" stat -x, -o "$work/stat.txt" "${perf_events[@]}" -- "$bin" "$calls")
-    printf '%-28s %10s ns/hit (added per call)\n' "perf stat (kernel uprobe)" "$(per_hit "$stat_ns" "$base" "$hits")"
+    printf '%-28s %10s ns/hit %s\n' "perf stat (kernel uprobe)" "$(per_hit "$stat_ns" "$base" "$hits")" "$(spread "$stat_ns" "$base" "$hits")"
     record_ns=$(median_loop_ns "$perf" record -q -o "$work/perf.data" "${perf_events[@]}" -- "$bin" "$calls")
     perf_hit=$(per_hit "$record_ns" "$base" "$hits")
-    printf '%-28s %10s ns/hit (added per call)\n' "perf record (kernel uprobe)" "$perf_hit"
+    printf '%-28s %10s ns/hit %s\n' "perf record (kernel uprobe)" "$perf_hit" "$(spread "$record_ns" "$base" "$hits")"
 else
     echo "perf rows skipped: they need root and perf (kernel uprobes)"
 fi
