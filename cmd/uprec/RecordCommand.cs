@@ -21,6 +21,16 @@ public static class RecordCommand
         DefaultValueFactory = _ => "uprec.parquet",
     };
 
+    private static readonly Option<string?> Pids = new("--pid", "-p")
+    {
+        Description = "Attach to running processes instead of starting one: PID[,PID...] (your own processes)",
+    };
+
+    private static readonly Option<double?> Duration = new("--duration")
+    {
+        Description = "Stop recording after this many seconds (then detach; the program keeps running)",
+    };
+
     private static readonly Argument<string[]> Program = new("command")
     {
         Description = "The program to run and its arguments (after --)",
@@ -36,14 +46,16 @@ public static class RecordCommand
               uprec record -e ./server:handle_request -- ./server --port 8080
               uprec record -e 'libc:malloc' -e './prog:parse_*' -o run.parquet -- ./prog input.txt
               uprec record -e 'inner=./prog:work+0x10' -e ./prog:0x1139 -- ./prog
+              uprec record -p 4242 --duration 10 -e ./server:handle_request
             """)
         {
-            Events, Output, Program,
+            Events, Output, Pids, Duration, Program,
         };
         command.SetAction(parse => CliErrors.Guard(() =>
         {
             RejectOptionsTakenAsProgram(parse);
-            return Run(parse.GetValue(Events) ?? [], parse.GetValue(Output)!, parse.GetValue(Program) ?? []);
+            return Run(parse.GetValue(Events) ?? [], parse.GetValue(Output)!, parse.GetValue(Program) ?? [],
+                ParsePids(parse.GetValue(Pids)), parse.GetValue(Duration));
         }));
         return command;
     }
@@ -63,16 +75,35 @@ public static class RecordCommand
         }
     }
 
-    private static int Run(string[] events, string output, string[] program)
+    private static IReadOnlyList<int> ParsePids(string? text)
+    {
+        if (text is null) return [];
+        var pids = new List<int>();
+        foreach (string part in text.Split(',', StringSplitOptions.TrimEntries))
+        {
+            if (!int.TryParse(part, out int pid) || pid <= 0)
+                throw new UsageException($"bad process id '{part}' in -p {text}: expected PID[,PID...], e.g. -p 4242,4243");
+            if (!pids.Contains(pid)) pids.Add(pid);
+        }
+        return pids;
+    }
+
+    private static int Run(string[] events, string output, string[] program, IReadOnlyList<int> pids, double? duration)
     {
         if (events.Length == 0)
             throw new UsageException("no probes: give at least one -e BINARY:SYMBOL, e.g. -e ./prog:main (see 'uprec list BINARY')");
-        if (program.Length == 0)
-            throw new UsageException("no program to run: put it after '--', e.g. uprec record -e ./prog:work -- ./prog");
+        if (program.Length == 0 && pids.Count == 0)
+            throw new UsageException("no program to run: put it after '--', e.g. uprec record -e ./prog:work -- ./prog, or attach with -p PID");
+        if (program.Length > 0 && pids.Count > 0)
+            throw new UsageException("give either a program after '--' or -p PID, not both");
+        if (duration is double d && (d <= 0 || double.IsNaN(d) || d > 1e7))
+            throw new UsageException($"bad --duration {d}: expected a positive number of seconds, e.g. --duration 10");
         var request = new RecordRequest
         {
             Probes = events.Select(ProbeSpecParser.Parse).ToList(),
             Command = program,
+            AttachPids = pids,
+            Duration = duration is double secs ? TimeSpan.FromSeconds(secs) : null,
             OutputPath = output,
             CommandLine = Environment.GetCommandLineArgs().Skip(1).Prepend("uprec").ToList(),
         };

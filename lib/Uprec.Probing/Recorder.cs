@@ -27,8 +27,12 @@ public interface IRecordLog
 public sealed record RecordRequest
 {
     public required IReadOnlyList<ProbeSpec> Probes { get; init; }
-    /// <summary>The program and its arguments (launch mode).</summary>
-    public required IReadOnlyList<string> Command { get; init; }
+    /// <summary>The program and its arguments (launch mode); empty in attach mode.</summary>
+    public IReadOnlyList<string> Command { get; init; } = [];
+    /// <summary>Processes to attach to (attach mode); empty in launch mode.</summary>
+    public IReadOnlyList<int> AttachPids { get; init; } = [];
+    /// <summary>Stop after this long (null: until the program exits or a signal).</summary>
+    public TimeSpan? Duration { get; init; }
     public required string OutputPath { get; init; }
     /// <summary>uprec's own command line, kept in the trace's metadata.</summary>
     public IReadOnlyList<string> CommandLine { get; init; } = [];
@@ -45,11 +49,37 @@ public sealed record RecordResult(
 /// </summary>
 public static class Recorder
 {
+    /// <summary>Refuses, with a reason the user can act on, a process that is gone or belongs to someone else.</summary>
+    private static void CheckAttachable(int pid)
+    {
+        if (pid <= 0 || !Directory.Exists($"/proc/{pid}"))
+            throw new ProbingException($"no process {pid}");
+        var status = ProcStatus.Read(pid) ?? throw new ProbingException($"no process {pid}");
+        if (status.Tgid != pid)
+            throw new ProbingException($"{pid} is a thread of process {status.Tgid}; give the process id");
+        uint me = Native.Unistd.getuid();
+        if (me != 0 && status.Uid != me)
+            throw new ProbingException($"process {pid} belongs to uid {status.Uid}, not to you (uid {me}); uprec attaches only to your own processes");
+        if (pid == Native.Unistd.getpid())
+            throw new ProbingException("uprec cannot trace itself");
+    }
+
     public static RecordResult Run(RecordRequest request, IRecordLog log, StopControl stop)
     {
-        if (request.Command.Count == 0) throw new ProbingException("no program to run: give it after '--', e.g. uprec record -e ./prog:main -- ./prog");
-        string? program = BinaryLocator.ResolveProgram(request.Command[0])
-            ?? throw new ProbingException($"cannot find program '{request.Command[0]}' (not a file, and not on PATH)");
+        bool attach = request.AttachPids.Count > 0;
+        if (attach == (request.Command.Count > 0))
+            throw new ProbingException("give either a program to run (after '--') or -p PID, not both and not neither");
+        string? program = null;
+        if (attach)
+        {
+            foreach (int pid in request.AttachPids) CheckAttachable(pid);
+            program = new FileInfo($"/proc/{request.AttachPids[0]}/exe").LinkTarget;
+        }
+        else
+        {
+            program = BinaryLocator.ResolveProgram(request.Command[0])
+                ?? throw new ProbingException($"cannot find program '{request.Command[0]}' (not a file, and not on PATH)");
+        }
         if (request.Probes.FirstOrDefault(p => p.IsReturn) is ProbeSpec ret)
             throw new ProbingException($"'{ret.Text}': return probes (%return) are not supported by this build yet");
 
@@ -64,7 +94,8 @@ public static class Recorder
         {
             try
             {
-                tracer.RunLaunched(request.Command);
+                if (attach) tracer.RunAttached(request.AttachPids);
+                else tracer.RunLaunched(request.Command);
             }
             catch (Exception e)
             {
@@ -74,6 +105,9 @@ public static class Recorder
             }
         }) { Name = "uprec-tracer", IsBackground = true };
         stop.Bind(tracer.RequestStop);
+        using var timer = request.Duration is TimeSpan d
+            ? new Timer(_ => tracer.RequestStop(StopReason.Duration), null, d, Timeout.InfiniteTimeSpan)
+            : null;
         thread.Start();
         thread.Join();
         stop.Bind(null);

@@ -90,6 +90,57 @@ internal sealed class Tracer
         FinishWorkload();
     }
 
+    // ---------------------------------------------------------------- attach
+
+    /// <summary>
+    /// Attach mode: seize every thread of each process (listing /proc/PID/task until no new thread
+    /// shows up: threads started by a not-yet-seized thread are not auto-attached), place the probes
+    /// while the threads run (an int3 is one byte, written atomically), and trace until the duration
+    /// ends, a signal, or the processes exit. Nothing is ever done to processes that were not named.
+    /// </summary>
+    public void RunAttached(IReadOnlyList<int> pids)
+    {
+        StartWaker();
+        StartTimeNs = Sys.MonotonicNs();
+        foreach (int pid in pids)
+        {
+            var process = new TracedProcess(pid, ProcStatus.Read(pid)?.PPid ?? 0, new AddressSpace(new ProcessMemory(pid)))
+            {
+                Accepted = true,
+                Exe = ReadLink($"/proc/{pid}/exe"),
+            };
+            _processes[pid] = process;
+            bool grew = true;
+            while (grew)
+            {
+                grew = false;
+                foreach (int tid in ListThreads(pid))
+                {
+                    if (_tasks.ContainsKey(tid)) continue;
+                    int err = Sys.TrySeize(tid, TraceOptions);
+                    if (err == Errno.ESRCH) continue; // exited meanwhile
+                    if (err != 0)
+                        throw new ProbingException($"cannot attach to process {pid} (thread {tid}): {Errno.Describe(err)}");
+                    TracedTask task = AddTask(process, tid);
+                    task.Comm = ReadComm(tid);
+                    RememberTask(task);
+                    grew = true;
+                }
+            }
+            if (process.Tasks.Count == 0) throw new ProbingException($"process {pid} exited before uprec could attach");
+            ScanMappings(process);
+        }
+        Loop();
+    }
+
+    private static IEnumerable<int> ListThreads(int pid)
+    {
+        string[] entries;
+        try { entries = Directory.GetDirectories($"/proc/{pid}/task"); }
+        catch (DirectoryNotFoundException) { return []; }
+        return entries.Select(e => int.TryParse(Path.GetFileName(e), out int t) ? t : 0).Where(t => t > 0).Order().ToList();
+    }
+
     private void FinishWorkload()
     {
         if (_workloadStatus is not null || _workloadPid == 0) return;
