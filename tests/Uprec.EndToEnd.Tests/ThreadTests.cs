@@ -17,7 +17,6 @@ public sealed class ThreadTests(TestPrograms programs) : IDisposable
         Recording r = Uprec.Record(_dir, [$"{binary}:work"], binary, [threads.ToString(), callsPerThread.ToString()]);
 
         Assert.Equal(r.Truth.Count("work"), r.Report.Count("work"));
-        Assert.Equal((long)threads * callsPerThread + 7, r.Report.Count("work"));
 
         // The program printed each task's tid and call count on stderr (passed through by uprec).
         var expected = r.Truth.Tasks.Where(t => t.Function == "work").ToDictionary(t => t.Tid, t => t.Count);
