@@ -126,9 +126,9 @@ public sealed class TraceWriter : IDisposable
 
         var columns = new List<ColumnDef>
         {
-            new(TraceColumns.TimeNs, ColumnKind.RequiredInt64),
-            new(TraceColumns.Pid, ColumnKind.RequiredInt32),
-            new(TraceColumns.Tid, ColumnKind.RequiredInt32),
+            new(TraceColumns.TimeNs, ColumnKind.DeltaInt64),
+            new(TraceColumns.Pid, ColumnKind.DictionaryInt32),
+            new(TraceColumns.Tid, ColumnKind.DictionaryInt32),
             new(TraceColumns.Probe, ColumnKind.DictionaryString),
             new(TraceColumns.Kind, ColumnKind.DictionaryString),
             new(TraceColumns.DurationNs, ColumnKind.OptionalInt64),
@@ -349,9 +349,9 @@ public sealed class TraceWriter : IDisposable
             _scratchIndices = new int[n];
         }
         _encoder.BeginRowGroup(n);
-        _encoder.WriteInt64(rows.Time.AsSpan(0, n));
-        _encoder.WriteInt32(rows.Pid.AsSpan(0, n));
-        _encoder.WriteInt32(rows.Tid.AsSpan(0, n));
+        _encoder.WriteInt64Delta(rows.Time.AsSpan(0, n));
+        _encoder.WriteInt32Dictionary(rows.Pid.AsSpan(0, n));
+        _encoder.WriteInt32Dictionary(rows.Tid.AsSpan(0, n));
         _encoder.WriteDictionary(rows.Probe.AsSpan(0, n), probeNames, optional: false);
         _encoder.WriteDictionary(rows.Kind.AsSpan(0, n), KindNames, optional: false);
         Span<byte> defined = _scratchDefined.AsSpan(0, n);

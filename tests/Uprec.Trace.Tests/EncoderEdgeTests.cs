@@ -102,4 +102,56 @@ public class EncoderEdgeTests
         }
         Assert.Equal(rows, row);
     }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(129)]
+    [InlineData(1000)]
+    public void TimestampsAndTaskIdsOfAnyShapeRoundTrip(int rowGroupSize)
+    {
+        using var dir = new TempDir();
+        string path = dir.File("delta.parquet");
+        ProbeMeta[] probes = [new() { Id = 0, Name = "p", Spec = "x:p" }];
+        var rng = new Random(5);
+        // Out of order, equal, extreme and wrapping timestamps; pids and tids including negatives and extremes.
+        long[] times = [long.MinValue, long.MaxValue, 0, -1, 1, long.MaxValue, long.MinValue, 5, 5, 5,
+            .. Enumerable.Range(0, 400).Select(i => (long)rng.NextInt64(-1_000_000, 1_000_000_000_000)),
+            .. Enumerable.Range(0, 300).Select(i => 1_000_000_000L + i * 37)];
+        int[] tids = times.Select((_, i) => i % 13 == 0 ? int.MinValue + i : i % 7 == 0 ? int.MaxValue - i : 100 + i % 5).ToArray();
+        using (var writer = new TraceWriter(path, new TraceWriterOptions { RowGroupSize = rowGroupSize, Probes = probes }))
+        {
+            for (int i = 0; i < times.Length; i++)
+            {
+                writer.Append(new HitRecord { TimeNs = times[i], Pid = -tids[i], Tid = tids[i], ProbeId = 0, Comm = "c" });
+            }
+            writer.Complete(new TraceMetadata { Probes = probes });
+        }
+        foreach (bool fast in new[] { true, false })
+        {
+            TraceReader.DisableFastPath = !fast;
+            try
+            {
+                using TraceReader reader = TraceReader.Open(path);
+                var batches = reader.ReadBatches().ToList();
+                Assert.Equal(times, batches.SelectMany(b => b.TimeNs));
+                Assert.Equal(tids, batches.SelectMany(b => b.Tid));
+                Assert.Equal(tids.Select(t => -t), batches.SelectMany(b => b.Pid));
+            }
+            finally
+            {
+                TraceReader.DisableFastPath = false;
+            }
+        }
+        using var connection = new DuckDBConnection("DataSource=:memory:");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT time_ns, tid FROM read_parquet('{path}')";
+        using var r = command.ExecuteReader();
+        var duck = new List<(long, int)>();
+        while (r.Read())
+        {
+            duck.Add((r.GetInt64(0), r.GetInt32(1)));
+        }
+        Assert.Equal(times.Zip(tids), duck);
+    }
 }

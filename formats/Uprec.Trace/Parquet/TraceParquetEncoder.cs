@@ -10,6 +10,10 @@ internal enum ColumnKind
 {
     RequiredInt64,
     RequiredInt32,
+    /// <summary>Required INT64 written DELTA_BINARY_PACKED (timestamps).</summary>
+    DeltaInt64,
+    /// <summary>Required INT32 written as a dictionary of distinct values plus indices (pids, tids).</summary>
+    DictionaryInt32,
     /// <summary>Required UTF8 string written as a dictionary page plus RLE_DICTIONARY indices.</summary>
     DictionaryString,
     OptionalInt64,
@@ -33,7 +37,7 @@ internal sealed class TraceParquetEncoder
 {
     private const int TypeInt32 = 1, TypeInt64 = 2, TypeByteArray = 6;
     private const int RepRequired = 0, RepOptional = 1;
-    private const int EncPlain = 0, EncRle = 3, EncRleDictionary = 8;
+    private const int EncPlain = 0, EncRle = 3, EncDeltaBinaryPacked = 5, EncRleDictionary = 8;
     private const int CodecSnappy = 1;
     private const int PageData = 0, PageDictionary = 2;
     private const int ConvertedUtf8 = 0, ConvertedUInt64 = 14;
@@ -48,7 +52,9 @@ internal sealed class TraceParquetEncoder
     private RowGroupInfo? _current;
 
     private sealed record ChunkInfo(ColumnDef Column, long NumValues, long FirstPageOffset, long? DictionaryOffset, long DataOffset,
-        long UncompressedSize, long CompressedSize, bool Dictionary);
+        long UncompressedSize, long CompressedSize, bool Dictionary, int DataEncoding = EncPlain);
+
+    private static ulong ZigZag(long v) => unchecked((ulong)((v << 1) ^ (v >> 63)));
 
     private sealed class RowGroupInfo(long rows)
     {
@@ -107,6 +113,70 @@ internal sealed class TraceParquetEncoder
         long offset = _position;
         (long u, long c) = WritePage(PageData, values.Length, EncPlain);
         _current!.Chunks.Add(new ChunkInfo(column, values.Length, offset, null, offset, u, c, false));
+    }
+
+    /// <summary>
+    /// A required INT64 column as DELTA_BINARY_PACKED: timestamps in order differ by small amounts, so
+    /// their deltas pack into a byte or two where PLAIN needs eight (and Snappy then has little to do).
+    /// Blocks of 128 deltas in 4 miniblocks of 32, each with its own bit width (Encodings.md).
+    /// </summary>
+    public void WriteInt64Delta(ReadOnlySpan<long> values)
+    {
+        ColumnDef column = NextColumn(ColumnKind.DeltaInt64);
+        _body.Clear();
+        const int blockSize = 128, miniblocks = 4, miniSize = blockSize / miniblocks;
+        _body.AppendVarInt(blockSize);
+        _body.AppendVarInt(miniblocks);
+        _body.AppendVarInt((ulong)values.Length);
+        _body.AppendVarInt(ZigZag(values.IsEmpty ? 0 : values[0]));
+        Span<long> deltas = stackalloc long[blockSize];
+        Span<byte> widths = stackalloc byte[miniblocks];
+        for (int start = 1; start < values.Length; start += blockSize)
+        {
+            int count = Math.Min(blockSize, values.Length - start);
+            long min = long.MaxValue;
+            for (int i = 0; i < count; i++)
+            {
+                deltas[i] = unchecked(values[start + i] - values[start + i - 1]);
+                min = Math.Min(min, deltas[i]);
+            }
+            _body.AppendVarInt(ZigZag(min));
+            int used = (count + miniSize - 1) / miniSize;
+            widths.Clear();
+            for (int m = 0; m < used; m++)
+            {
+                ulong max = 0;
+                for (int i = m * miniSize; i < Math.Min(count, (m + 1) * miniSize); i++)
+                {
+                    max = Math.Max(max, unchecked((ulong)(deltas[i] - min)));
+                }
+                widths[m] = (byte)(64 - ulong.LeadingZeroCount(max));
+            }
+            _body.Append(widths);
+            for (int m = 0; m < used; m++)
+            {
+                // A miniblock is always 32 values wide; slots past the last delta pack as zero.
+                int width = widths[m];
+                Span<byte> packed = _body.Reserve(miniSize * width / 8);
+                UInt128 acc = 0;
+                int bits = 0, o = 0;
+                for (int i = m * miniSize; i < (m + 1) * miniSize; i++)
+                {
+                    ulong v = i < count ? unchecked((ulong)(deltas[i] - min)) : 0;
+                    acc |= (UInt128)v << bits;
+                    bits += width;
+                    while (bits >= 8)
+                    {
+                        packed[o++] = (byte)acc;
+                        acc >>= 8;
+                        bits -= 8;
+                    }
+                }
+            }
+        }
+        long offset = _position;
+        (long u, long c) = WritePage(PageData, values.Length, EncDeltaBinaryPacked);
+        _current!.Chunks.Add(new ChunkInfo(column, values.Length, offset, null, offset, u, c, false, EncDeltaBinaryPacked));
     }
 
     /// <summary>Optional INT64/UINT64: <paramref name="defined"/>[i] != 0 marks a value; undefined slots are skipped.</summary>
@@ -178,6 +248,53 @@ internal sealed class TraceParquetEncoder
         (long u2, long c2) = WritePage(PageData, indices.Length, EncRleDictionary);
         _current!.Chunks.Add(new ChunkInfo(column, indices.Length, dictionaryOffset, dictionaryOffset, dataOffset, u1 + u2, c1 + c2, true));
     }
+
+    /// <summary>
+    /// A required INT32 column as a dictionary of its distinct values plus bit-packed indices: pids and
+    /// tids take a few distinct values per row group, so a row costs a few bits instead of four bytes.
+    /// </summary>
+    public void WriteInt32Dictionary(ReadOnlySpan<int> values)
+    {
+        ColumnDef column = NextColumn(ColumnKind.DictionaryInt32);
+        if (_intIndices.Length < values.Length)
+        {
+            _intIndices = new int[values.Length];
+        }
+        _intSlots.Clear();
+        _intDictionary.Clear();
+        int last = 0, lastSlot = -1;
+        for (int i = 0; i < values.Length; i++)
+        {
+            int v = values[i];
+            // Consecutive rows usually come from one thread: the previous slot answers most rows.
+            if (lastSlot < 0 || v != last)
+            {
+                if (!_intSlots.TryGetValue(v, out lastSlot))
+                {
+                    lastSlot = _intDictionary.Count;
+                    _intSlots[v] = lastSlot;
+                    _intDictionary.Add(v);
+                }
+                last = v;
+            }
+            _intIndices[i] = lastSlot;
+        }
+        long dictionaryOffset = _position;
+        _body.Clear();
+        _body.Append(MemoryMarshal.AsBytes(CollectionsMarshal.AsSpan(_intDictionary)));
+        (long u1, long c1) = WritePage(PageDictionary, _intDictionary.Count, EncPlain);
+        _body.Clear();
+        int width = Math.Max(1, 32 - int.LeadingZeroCount(Math.Max(0, _intDictionary.Count - 1)));
+        _body.AppendByte((byte)width);
+        AppendBitPacked(_intIndices.AsSpan(0, values.Length), width);
+        long dataOffset = _position;
+        (long u2, long c2) = WritePage(PageData, values.Length, EncRleDictionary);
+        _current!.Chunks.Add(new ChunkInfo(column, values.Length, dictionaryOffset, dictionaryOffset, dataOffset, u1 + u2, c1 + c2, true));
+    }
+
+    private readonly Dictionary<int, int> _intSlots = new();
+    private readonly List<int> _intDictionary = [];
+    private int[] _intIndices = [];
 
     /// <summary>Definition levels of a flat optional column: RLE/bit-packed hybrid, width 1, with a 4-byte length prefix (data page v1).</summary>
     private void AppendDefinitionLevels(ReadOnlySpan<byte> defined)
@@ -301,7 +418,9 @@ internal sealed class TraceParquetEncoder
                 t.I64Field(2, chunk.FirstPageOffset);
                 t.StructField(3);
                 t.I32Field(1, PhysicalType(chunk.Column.Kind));
-                int[] encodings = chunk.Dictionary ? [EncPlain, EncRle, EncRleDictionary] : [EncPlain, EncRle];
+                int[] encodings = chunk.Dictionary ? [EncPlain, EncRle, EncRleDictionary]
+                    : chunk.DataEncoding == EncDeltaBinaryPacked ? [EncDeltaBinaryPacked, EncRle]
+                    : [EncPlain, EncRle];
                 t.ListField(2, ThriftCompactWriter.I32, encodings.Length);
                 foreach (int e in encodings)
                 {
@@ -345,7 +464,8 @@ internal sealed class TraceParquetEncoder
     private static int PhysicalType(ColumnKind kind) => kind switch
     {
         ColumnKind.RequiredInt32 => TypeInt32,
-        ColumnKind.RequiredInt64 or ColumnKind.OptionalInt64 or ColumnKind.OptionalUInt64 => TypeInt64,
+        ColumnKind.DictionaryInt32 => TypeInt32,
+        ColumnKind.RequiredInt64 or ColumnKind.DeltaInt64 or ColumnKind.OptionalInt64 or ColumnKind.OptionalUInt64 => TypeInt64,
         _ => TypeByteArray,
     };
 
@@ -353,7 +473,8 @@ internal sealed class TraceParquetEncoder
     {
         t.BeginStruct();
         t.I32Field(1, PhysicalType(c.Kind));
-        t.I32Field(3, c.Kind is ColumnKind.RequiredInt32 or ColumnKind.RequiredInt64 or ColumnKind.DictionaryString ? RepRequired : RepOptional);
+        t.I32Field(3, c.Kind is ColumnKind.RequiredInt32 or ColumnKind.RequiredInt64 or ColumnKind.DeltaInt64
+            or ColumnKind.DictionaryInt32 or ColumnKind.DictionaryString ? RepRequired : RepOptional);
         t.StringField(4, c.Name);
         switch (c.Kind)
         {
