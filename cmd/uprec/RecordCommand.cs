@@ -21,6 +21,13 @@ public static class RecordCommand
         DefaultValueFactory = _ => "uprec.parquet",
     };
 
+    private static readonly Option<string[]> FilterOption = new("--filter")
+    {
+        Description = "Filter for the preceding -e, e.g. 'arg1 < 100 && comm ~ \"worker*\"' (fields: pid tid ppid uid comm exe arg1..arg6, captured names)",
+        Arity = ArgumentArity.OneOrMore,
+        AllowMultipleArgumentsPerToken = false,
+    };
+
     private static readonly Option<string?> Pids = new("--pid", "-p")
     {
         Description = "Attach to running processes instead of starting one: PID[,PID...] (your own processes)",
@@ -47,14 +54,15 @@ public static class RecordCommand
               uprec record -e 'libc:malloc' -e './prog:parse_*' -o run.parquet -- ./prog input.txt
               uprec record -e 'inner=./prog:work+0x10' -e ./prog:0x1139 -- ./prog
               uprec record -p 4242 --duration 10 -e ./server:handle_request
+              uprec record -e './prog:parse len=arg2:u32' --filter 'len > 4096' -- ./prog
             """)
         {
-            Events, Output, Pids, Duration, Program,
+            Events, FilterOption, Output, Pids, Duration, Program,
         };
         command.SetAction(parse => CliErrors.Guard(() =>
         {
             RejectOptionsTakenAsProgram(parse);
-            return Run(parse.GetValue(Events) ?? [], parse.GetValue(Output)!, parse.GetValue(Program) ?? [],
+            return Run(parse.GetValue(Events) ?? [], FiltersByEvent(parse), parse.GetValue(Output)!, parse.GetValue(Program) ?? [],
                 ParsePids(parse.GetValue(Pids)), parse.GetValue(Duration));
         }));
         return command;
@@ -75,6 +83,36 @@ public static class RecordCommand
         }
     }
 
+    /// <summary>
+    /// As in perf, a --filter applies to the -e before it. System.CommandLine collects each option's
+    /// values separately, so the pairing is read from the token order.
+    /// </summary>
+    private static IReadOnlyList<string?> FiltersByEvent(ParseResult parse)
+    {
+        var filters = new List<string?>();
+        var tokens = parse.Tokens;
+        for (int i = 0; i < tokens.Count; i++)
+        {
+            var t = tokens[i];
+            if (t.Type == System.CommandLine.Parsing.TokenType.DoubleDash) break;
+            if (t.Type != System.CommandLine.Parsing.TokenType.Option) continue;
+            if (Events.Name == t.Value || Events.Aliases.Contains(t.Value))
+            {
+                filters.Add(null);
+            }
+            else if (FilterOption.Name == t.Value || FilterOption.Aliases.Contains(t.Value))
+            {
+                string? value = i + 1 < tokens.Count ? tokens[i + 1].Value : null;
+                if (filters.Count == 0)
+                    throw new UsageException("--filter applies to the -e before it: put it after the probe it filters");
+                if (filters[^1] is not null)
+                    throw new UsageException($"two --filter options for one probe: combine them with &&, e.g. --filter '{filters[^1]} && {value}'");
+                filters[^1] = value;
+            }
+        }
+        return filters;
+    }
+
     private static IReadOnlyList<int> ParsePids(string? text)
     {
         if (text is null) return [];
@@ -88,7 +126,7 @@ public static class RecordCommand
         return pids;
     }
 
-    private static int Run(string[] events, string output, string[] program, IReadOnlyList<int> pids, double? duration)
+    private static int Run(string[] events, IReadOnlyList<string?> filters, string output, string[] program, IReadOnlyList<int> pids, double? duration)
     {
         if (events.Length == 0)
             throw new UsageException("no probes: give at least one -e BINARY:SYMBOL, e.g. -e ./prog:main (see 'uprec list BINARY')");
@@ -101,6 +139,7 @@ public static class RecordCommand
         var request = new RecordRequest
         {
             Probes = events.Select(ProbeSpecParser.Parse).ToList(),
+            Filters = filters.Select(f => f is null ? null : Uprec.Filters.Filter.Parse(f)).ToList(),
             Command = program,
             AttachPids = pids,
             Duration = duration is double secs ? TimeSpan.FromSeconds(secs) : null,

@@ -27,6 +27,8 @@ public interface IRecordLog
 public sealed record RecordRequest
 {
     public required IReadOnlyList<ProbeSpec> Probes { get; init; }
+    /// <summary>The --filter of each probe (same order as <see cref="Probes"/>; null or missing: none).</summary>
+    public IReadOnlyList<Uprec.Filters.Filter?> Filters { get; init; } = [];
     /// <summary>The program and its arguments (launch mode); empty in attach mode.</summary>
     public IReadOnlyList<string> Command { get; init; } = [];
     /// <summary>Processes to attach to (attach mode); empty in launch mode.</summary>
@@ -83,7 +85,7 @@ public static class Recorder
         if (request.Probes.FirstOrDefault(p => p.IsReturn) is ProbeSpec ret)
             throw new ProbingException($"'{ret.Text}': return probes (%return) are not supported by this build yet");
 
-        Catalog catalog = Catalog.Build(request.Probes, program);
+        Catalog catalog = Catalog.Build(request.Probes, request.Filters, program);
         using var writer = new TraceWriter(request.OutputPath, new TraceWriterOptions
         {
             Probes = catalog.Probes.Select(p => p.ToMeta()).ToList(),
@@ -128,7 +130,7 @@ public static class Recorder
                 : exitCode is int c ? $"exit {c}" : signal is int g ? $"signal {g}" : "detached",
         };
         writer.Complete(metadata);
-        if (failure is ProbingException or SymbolException) throw failure;
+        if (failure is ProbingException or SymbolException or Uprec.Filters.FilterException) throw failure;
         if (failure is not null) throw new InvalidOperationException($"internal error while tracing: {failure.Message}", failure);
         return new RecordResult(exitCode, signal, tracer.StoppedBy, writer.RowsWritten, probes, request.OutputPath);
     }

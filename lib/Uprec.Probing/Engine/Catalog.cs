@@ -1,3 +1,4 @@
+using Uprec.Filters;
 using Uprec.Native;
 using Uprec.Symbols;
 using Uprec.Trace;
@@ -25,6 +26,8 @@ internal sealed class Probe
     public string? Binary { get; set; }
     public string? Symbol { get; init; }
     public long FileOffset { get; set; }
+    /// <summary>The --filter that followed this probe's -e, if any.</summary>
+    public Filter? Filter { get; init; }
     /// <summary>Exact hits, counted by the tracer on every stop (the trap path cannot drop a hit).</summary>
     public long Count;
     public bool Installed { get; set; }
@@ -35,7 +38,7 @@ internal sealed class Probe
     {
         Id = Id, Name = Name, Spec = Spec.Text, Binary = Binary, Symbol = Symbol, FileOffset = FileOffset,
         IsReturn = Spec.IsReturn, HitPath = Installed ? HitPath : "none", HitPathReason = Note,
-        Installed = Installed, Count = Count, Lost = 0,
+        Installed = Installed, Count = Count, Lost = 0, Filter = Filter?.Text,
         Args = Spec.Args.Select(a => new ArgMeta(a.Name, a.Type.ToString().ToLowerInvariant(), a.SourceRegister)).ToList(),
     };
 }
@@ -61,17 +64,22 @@ internal sealed class Catalog
     private readonly Dictionary<FileKey, FileProbes> _byFile = [];
     private readonly List<ProbeSpec> _pendingShortNames = [];
     private readonly HashSet<FileKey> _checkedKeys = [];
+    private readonly Dictionary<ProbeSpec, Filter?> _filters = new(ReferenceEqualityComparer.Instance);
 
     public List<Probe> Probes { get; } = [];
 
     public IEnumerable<FileProbes> Files => _byFile.Values;
 
     /// <summary>Resolves every spec it can now; throws SymbolException for unknown symbols and missing binaries.</summary>
-    public static Catalog Build(IReadOnlyList<ProbeSpec> specs, string? programPath)
+    public static Catalog Build(IReadOnlyList<ProbeSpec> specs, IReadOnlyList<Filter?> filters, string? programPath)
     {
         var catalog = new Catalog();
-        foreach (ProbeSpec spec in specs)
+        for (int i = 0; i < specs.Count; i++)
         {
+            ProbeSpec spec = specs[i];
+            Filter? filter = i < filters.Count ? filters[i] : null;
+            filter?.Check(HitFields.For(spec));
+            catalog._filters[spec] = filter;
             string? path;
             if (BinaryLocator.IsShortLibraryName(spec.Binary))
             {
@@ -83,7 +91,7 @@ internal sealed class Catalog
                     catalog.Probes.Add(new Probe
                     {
                         Id = catalog.Probes.Count, Spec = spec, Name = spec.DisplayName, Binary = spec.Binary,
-                        Symbol = spec.Symbol, FileOffset = spec.IsFileOffset ? spec.Offset : 0,
+                        Symbol = spec.Symbol, FileOffset = spec.IsFileOffset ? spec.Offset : 0, Filter = filter,
                         Note = $"library '{spec.Binary}' was never loaded",
                     });
                     continue;
@@ -114,7 +122,10 @@ internal sealed class Catalog
                 && p.Note is not null && (p.Symbol is null || p.Symbol == site.SymbolName) && p.Binary == spec.Binary);
             if (probe is null)
             {
-                probe = new Probe { Id = Probes.Count, Spec = spec, Name = site.ProbeName, Symbol = site.SymbolName };
+                probe = new Probe
+                {
+                    Id = Probes.Count, Spec = spec, Name = site.ProbeName, Symbol = site.SymbolName, Filter = _filters[spec],
+                };
                 Probes.Add(probe);
             }
             probe.Binary = fullPath;

@@ -28,6 +28,9 @@ internal sealed class TracedProcess(int pid, int ppid, AddressSpace mm)
     public string? Exe { get; set; }
     /// <summary>Loader breakpoint placed (the interpreter's _dl_debug_state), once per image.</summary>
     public bool LoaderHooked { get; set; }
+    public uint Uid { get; set; }
+    /// <summary>wants_probe per probe id for this process's current image: No means never patched here.</summary>
+    public Dictionary<int, Uprec.Filters.FilterDecision> Wants { get; } = [];
 }
 
 /// <summary>Why a new task appeared: the parent's ptrace event, kept until the child's first stop.</summary>

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Iced.Intel;
+using Uprec.Filters;
 using Uprec.Native;
 using Uprec.Probing.Arch;
 using Uprec.Symbols;
@@ -322,6 +322,7 @@ internal sealed class Tracer
             };
             _processes[tid] = process;
             task = AddTask(process, tid);
+            if (creation.Event != PTRACE_EVENT_VFORK && process.Accepted) DropUnwanted(process);
         }
         task.Comm = creation.Parent.Comm;
         RememberTask(task, status);
@@ -391,6 +392,7 @@ internal sealed class Tracer
         process.Mm.Dispose();
         process.Mm = new AddressSpace(new ProcessMemory(process.Pid));
         process.LoaderHooked = false;
+        process.Wants.Clear();
         process.Exe = ReadLink($"/proc/{process.Pid}/exe");
         if (_tasks.TryGetValue(process.Pid, out TracedTask? leader))
         {
@@ -438,6 +440,7 @@ internal sealed class Tracer
                 {
                     if (fs.FileOffset < (long)m.Offset || fs.FileOffset >= (long)m.Offset + (long)(m.End - m.Start)) continue;
                     ulong addr = m.Start + (ulong)(fs.FileOffset - (long)m.Offset);
+                    if (Wants(process, fs.Probe) == FilterDecision.No) continue;
                     Install(mm, addr, key, fs.FileOffset, file.Image, fs.Probe, loader: false);
                 }
             }
@@ -451,6 +454,34 @@ internal sealed class Tracer
                     process.LoaderHooked = true;
                 }
             }
+        }
+    }
+
+    /// <summary>wants_probe: whether this process's image should carry the probe at all, decided once per image.</summary>
+    private static FilterDecision Wants(TracedProcess process, Probe probe)
+    {
+        if (probe.Filter is null) return FilterDecision.Yes;
+        if (process.Wants.TryGetValue(probe.Id, out FilterDecision d)) return d;
+        ProcStatus? status = ProcStatus.Read(process.Pid);
+        if (status is not null) process.Uid = status.Uid;
+        d = HitFields.DecideForProcess(probe.Filter, process, status, ReadComm(process.Pid));
+        process.Wants[probe.Id] = d;
+        return d;
+    }
+
+    /// <summary>
+    /// A forked child inherited every patch of its parent; those of probes the child does not want
+    /// are taken out of the child alone (its pages are its own copy).
+    /// </summary>
+    private static void DropUnwanted(TracedProcess child)
+    {
+        foreach (Site site in child.Mm.Sites.Values)
+        {
+            if (site.Removed || site.IsLoaderEvent || site.Probes.Count == 0) continue;
+            site.Probes.RemoveAll(p => Wants(child, p) == FilterDecision.No);
+            if (site.Probes.Count > 0) continue;
+            child.Mm.Memory.TryWrite(site.Address, site.Original.AsSpan(0, 1));
+            site.Removed = true;
         }
     }
 
@@ -554,24 +585,38 @@ internal sealed class Tracer
             return true;
         }
         long now = Sys.MonotonicNs();
-        if (site.Probes.Count > 0)
-        {
-            task.Comm ??= ReadComm(task.Tid) ?? "";
-            var hit = new HitRecord
-            {
-                TimeNs = now, Pid = task.Process.Pid, Tid = task.Tid, Kind = HitKind.Entry, DurationNs = -1, Comm = task.Comm,
-            };
-            foreach (Probe p in site.Probes)
-            {
-                p.Count++;
-                hit.ProbeId = p.Id;
-                _writer.Append(in hit);
-            }
-        }
+        if (site.Probes.Count > 0) RecordEntry(task, site, now);
         ContinuePastSite(task, site);
         if (site.IsLoaderEvent && !_ending) ScanMappings(task.Process);
         Resume(task, 0);
         return true;
+    }
+
+    private void RecordEntry(TracedTask task, Site site, long now)
+    {
+        task.Comm ??= ReadComm(task.Tid) ?? "";
+        var hit = new HitRecord
+        {
+            TimeNs = now, Pid = task.Process.Pid, Tid = task.Tid, Kind = HitKind.Entry, DurationNs = -1, Comm = task.Comm,
+        };
+        user_regs_struct regs = default;
+        bool haveRegs = false;
+        foreach (Probe p in site.Probes)
+        {
+            FilterDecision wants = Wants(task.Process, p);
+            if (wants == FilterDecision.No) continue;
+            object?[]? captured = null;
+            if (HitFields.NeedsRegisters(p))
+            {
+                if (!haveRegs) { regs = Sys.GetRegs(task.Tid); haveRegs = true; }
+                if (p.Spec.Args.Count > 0) captured = HitFields.Capture(p.Spec, regs, task.Process.Mm.Memory);
+            }
+            if (wants == FilterDecision.Maybe && !p.Filter!.Evaluate(HitFields.ForHit(task, p.Spec, regs, captured))) continue;
+            p.Count++;
+            hit.ProbeId = p.Id;
+            hit.Args = captured;
+            _writer.Append(in hit);
+        }
     }
 
     private void ContinuePastSite(TracedTask task, Site site)
@@ -779,16 +824,7 @@ internal sealed class Tracer
                 if (task.Process.Mm.Sites.TryGetValue(rip - 1, out Site? site))
                 {
                     // Count it, then let the original instruction run once the byte is restored.
-                    foreach (Probe p in site.Probes)
-                    {
-                        p.Count++;
-                        var hit = new HitRecord
-                        {
-                            TimeNs = Sys.MonotonicNs(), Pid = task.Process.Pid, Tid = tid, ProbeId = p.Id,
-                            Kind = HitKind.Entry, DurationNs = -1, Comm = task.Comm ?? "",
-                        };
-                        _writer.Append(in hit);
-                    }
+                    if (site.Probes.Count > 0) RecordEntry(task, site, Sys.MonotonicNs());
                     Sys.SetRip(tid, site.Address);
                 }
                 else task.PendingSignal = sig;
