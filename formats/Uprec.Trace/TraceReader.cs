@@ -291,6 +291,10 @@ public sealed class TraceReader : IDisposable
     internal static bool DisableFastPath { get; set; }
 
     private FastChunkReader? _fast;
+    private static long _fallbacks;
+
+    /// <summary>Column chunks decoded by Parquet.Net because the fast path did not support their shape.</summary>
+    internal static long FastPathFallbacks => Interlocked.Read(ref _fallbacks);
     private string?[] _kindText = [];
 
     /// <summary>
@@ -308,6 +312,7 @@ public sealed class TraceReader : IDisposable
             }
             catch (FastPathUnsupportedException)
             {
+                Interlocked.Increment(ref _fallbacks);
             }
         }
         return slow();

@@ -35,7 +35,7 @@ internal sealed class FastChunkReader
     public readonly record struct Chunk(long Start, long Length, int Codec, long NumValues);
 
     private const int CodecNone = 0, CodecSnappy = 1;
-    private const int EncPlain = 0, EncPlainDictionary = 2, EncRle = 3, EncRleDictionary = 8;
+    private const int EncPlain = 0, EncPlainDictionary = 2, EncRle = 3, EncDeltaBinaryPacked = 5, EncRleDictionary = 8;
 
     private sealed class PageHeader
     {
@@ -151,23 +151,54 @@ internal sealed class FastChunkReader
         ReadOnlySpan<byte> data = LoadChunk(chunk);
         int row = 0;
         var header = new PageHeader();
+        byte[]? dictionary = null;
+        int dictionaryCount = 0;
         while (!data.IsEmpty && row < rows)
         {
             ReadOnlySpan<byte> body = NextPage(ref data, chunk.Codec, header);
-            if (header.Type != 0)
+            if (header.Type == 2)
             {
-                if (header.Type == 2)
+                if (defined is not null || header.Encoding is not (EncPlain or EncPlainDictionary))
                 {
-                    throw new FastPathUnsupportedException("dictionary-encoded integers");
+                    throw new FastPathUnsupportedException("dictionary of an optional integer column");
                 }
+                dictionaryCount = Check(header.NumValues, body.Length / width);
+                dictionary = body[..(dictionaryCount * width)].ToArray();
                 continue;
             }
-            if (header.Encoding != EncPlain)
+            if (header.Type != 0)
+            {
+                continue;
+            }
+            int n = Check(header.NumValues, rows - row);
+            if (defined is null && header.Encoding is EncRleDictionary or EncPlainDictionary)
+            {
+                if (dictionary is null || body.IsEmpty)
+                {
+                    throw new InvalidDataException("dictionary-encoded page without a dictionary");
+                }
+                Span<int> idx = Indices(n);
+                DecodeHybrid(body[1..], body[0], idx);
+                Span<byte> target = output[(row * width)..];
+                for (int i = 0; i < n; i++)
+                {
+                    int d = idx[i];
+                    if ((uint)d >= (uint)dictionaryCount)
+                    {
+                        throw new InvalidDataException($"dictionary index {d} out of range ({dictionaryCount})");
+                    }
+                    dictionary.AsSpan(d * width, width).CopyTo(target.Slice(i * width, width));
+                }
+            }
+            else if (defined is null && header.Encoding == EncDeltaBinaryPacked && width == 8)
+            {
+                DecodeDelta(body, MemoryMarshal.Cast<byte, long>(output[(row * width)..])[..n]);
+            }
+            else if (header.Encoding != EncPlain)
             {
                 throw new FastPathUnsupportedException($"integer encoding {header.Encoding}");
             }
-            int n = Check(header.NumValues, rows - row);
-            if (defined is null)
+            else if (defined is null)
             {
                 body[..Check(n * width, body.Length)].CopyTo(output[(row * width)..]);
             }
@@ -284,6 +315,71 @@ internal sealed class FastChunkReader
             }
         }
     }
+
+    /// <summary>DELTA_BINARY_PACKED INT64 (Encodings.md): header, then blocks of min delta, miniblock widths, packed deltas.</summary>
+    private static void DecodeDelta(ReadOnlySpan<byte> src, Span<long> output)
+    {
+        int p = 0;
+        long blockSize = (long)VarInt(src, ref p);
+        long miniblocks = (long)VarInt(src, ref p);
+        long total = (long)VarInt(src, ref p);
+        if (blockSize <= 0 || blockSize % 128 != 0 || miniblocks <= 0 || blockSize % miniblocks != 0 || (blockSize / miniblocks) % 32 != 0
+            || miniblocks > 1024 || total != output.Length)
+        {
+            throw new InvalidDataException($"bad DELTA_BINARY_PACKED header ({blockSize}, {miniblocks}, {total} for {output.Length} rows)");
+        }
+        int miniSize = (int)(blockSize / miniblocks);
+        if (total == 0)
+        {
+            return;
+        }
+        long value = UnZigZag(VarInt(src, ref p));
+        output[0] = value;
+        int o = 1;
+        while (o < output.Length)
+        {
+            long min = UnZigZag(VarInt(src, ref p));
+            if (p + miniblocks > src.Length)
+            {
+                throw new InvalidDataException("truncated delta block");
+            }
+            ReadOnlySpan<byte> widths = src.Slice(p, (int)miniblocks);
+            p += (int)miniblocks;
+            for (int m = 0; m < miniblocks && o < output.Length; m++)
+            {
+                int width = widths[m];
+                if (width > 64)
+                {
+                    throw new InvalidDataException($"delta bit width {width}");
+                }
+                int bytes = miniSize * width / 8;
+                if (p + bytes > src.Length)
+                {
+                    throw new InvalidDataException("truncated delta miniblock");
+                }
+                UInt128 acc = 0;
+                int bits = 0, q = p;
+                ulong mask = width == 64 ? ulong.MaxValue : (1UL << width) - 1;
+                int take = Math.Min(miniSize, output.Length - o);
+                for (int i = 0; i < take; i++)
+                {
+                    while (bits < width)
+                    {
+                        acc |= (UInt128)src[q++] << bits;
+                        bits += 8;
+                    }
+                    ulong delta = (ulong)(acc & mask);
+                    acc >>= width;
+                    bits -= width;
+                    value = unchecked(value + min + (long)delta);
+                    output[o++] = value;
+                }
+                p += bytes;
+            }
+        }
+    }
+
+    private static long UnZigZag(ulong v) => (long)(v >> 1) ^ -(long)(v & 1);
 
     private static ulong VarInt(ReadOnlySpan<byte> src, ref int p)
     {
