@@ -82,9 +82,6 @@ public static class Recorder
             program = BinaryLocator.ResolveProgram(request.Command[0])
                 ?? throw new ProbingException($"cannot find program '{request.Command[0]}' (not a file, and not on PATH)");
         }
-        if (request.Probes.FirstOrDefault(p => p.IsReturn) is ProbeSpec ret)
-            throw new ProbingException($"'{ret.Text}': return probes (%return) are not supported by this build yet");
-
         Catalog catalog = Catalog.Build(request.Probes, request.Filters, program);
         using var writer = new TraceWriter(request.OutputPath, new TraceWriterOptions
         {

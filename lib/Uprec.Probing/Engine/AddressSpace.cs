@@ -13,12 +13,26 @@ internal sealed class Site
     public required long FileOffset { get; init; }
     /// <summary>User probes hit here, in -e order. Several probes on one address share the one patch.</summary>
     public List<Probe> Probes { get; } = [];
-    /// <summary>Set for the dynamic loader's _dl_debug_state: a hit means "the set of loaded objects changed".</summary>
-    public bool IsLoaderEvent { get; init; }
+    /// <summary>What a hit here means besides the user probes on it.</summary>
+    public SiteKind Kind { get; init; }
+    public bool IsLoaderEvent => Kind == SiteKind.Loader;
     /// <summary>Chosen on the first hit, when the out-of-line slot exists; then fixed for this address space.</summary>
     public TrapPlan? Plan { get; set; }
     public ulong Slot { get; set; }
     public bool Removed { get; set; }
+}
+
+/// <summary>Internal sites uprec places for itself.</summary>
+internal enum SiteKind
+{
+    /// <summary>User probes only.</summary>
+    Probe,
+    /// <summary>The dynamic loader's _dl_debug_state: the set of loaded objects changed (r_debug protocol).</summary>
+    Loader,
+    /// <summary>An unwinder entry (_Unwind_RaiseException...): put hijacked return addresses back first.</summary>
+    Unwind,
+    /// <summary>__cxa_begin_catch: frames below the handler are gone; re-hijack those still live.</summary>
+    Catch,
 }
 
 /// <summary>An executable area uprec mapped into the target for out-of-line copies (the seed's XOL area).</summary>
@@ -47,16 +61,18 @@ internal sealed class AddressSpace : IDisposable
     /// <summary>Mappings already scanned for probes: (file, start address), so a rescan installs only what is new.</summary>
     public HashSet<(FileKey, ulong)> Scanned { get; } = [];
     public int Users { get; set; } = 1;
+    /// <summary>An int3 in the XOL area that hijacked return addresses point to; 0 until a return probe needs it.</summary>
+    public ulong ReturnTrampoline { get; set; }
 
     public AddressSpace CloneFor(ProcessMemory childMemory)
     {
-        var copy = new AddressSpace(childMemory) { SyscallInstruction = SyscallInstruction };
+        var copy = new AddressSpace(childMemory) { SyscallInstruction = SyscallInstruction, ReturnTrampoline = ReturnTrampoline };
         foreach (var (addr, site) in Sites)
         {
             var s = new Site
             {
                 Address = site.Address, Original = site.Original, File = site.File, FileOffset = site.FileOffset,
-                IsLoaderEvent = site.IsLoaderEvent, Plan = site.Plan, Slot = site.Slot, Removed = site.Removed,
+                Kind = site.Kind, Plan = site.Plan, Slot = site.Slot, Removed = site.Removed,
             };
             s.Probes.AddRange(site.Probes);
             copy.Sites[addr] = s;

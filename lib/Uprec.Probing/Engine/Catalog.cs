@@ -39,7 +39,8 @@ internal sealed class Probe
         Id = Id, Name = Name, Spec = Spec.Text, Binary = Binary, Symbol = Symbol, FileOffset = FileOffset,
         IsReturn = Spec.IsReturn, HitPath = Installed ? HitPath : "none", HitPathReason = Note,
         Installed = Installed, Count = Count, Lost = 0, Filter = Filter?.Text,
-        Args = Spec.Args.Select(a => new ArgMeta(a.Name, a.Type.ToString().ToLowerInvariant(), a.SourceRegister)).ToList(),
+        Args = Spec.Args.Select(a => new ArgMeta(a.Name, a.Type.ToString().ToLowerInvariant(), a.SourceRegister))
+            .Concat(Spec.IsReturn ? [new ArgMeta("retval", "s64", "rax")] : []).ToList(),
     };
 }
 
@@ -128,6 +129,8 @@ internal sealed class Catalog
                 };
                 Probes.Add(probe);
             }
+            if (spec.IsReturn && site.FileOffset != site.FunctionFileOffset)
+                throw new ProbingException($"'{spec.Text}': a %return probe must be at a function's entry, not inside it");
             probe.Binary = fullPath;
             probe.FileOffset = site.FileOffset;
             probe.Note = null;

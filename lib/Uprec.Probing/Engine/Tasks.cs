@@ -9,6 +9,8 @@ internal sealed class TracedTask(int tid, TracedProcess process)
     public string? Comm { get; set; }
     /// <summary>In ptrace-stop and held by uprec (only while ending, or for a parked new task).</summary>
     public bool Stopped { get; set; }
+    /// <summary>The shadow stack of %return calls in flight, oldest first.</summary>
+    public List<ReturnFrame> Frames { get; set; } = [];
     /// <summary>A signal that arrived while uprec held the task; delivered when it is resumed or detached.</summary>
     public int PendingSignal { get; set; }
 }

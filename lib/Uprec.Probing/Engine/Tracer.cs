@@ -15,7 +15,7 @@ namespace Uprec.Probing.Engine;
 /// is lost). Nothing here awaits. Other threads talk to it only through <see cref="RequestStop"/>,
 /// which wakes the blocking waitpid by killing a sleeping helper child (the "waker").
 /// </summary>
-internal sealed class Tracer
+internal sealed partial class Tracer
 {
     private const int TraceOptions = PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK
         | PTRACE_O_TRACEEXEC | PTRACE_O_TRACEEXIT;
@@ -325,6 +325,8 @@ internal sealed class Tracer
             if (creation.Event != PTRACE_EVENT_VFORK && process.Accepted) DropUnwanted(process);
         }
         task.Comm = creation.Parent.Comm;
+        // A forked child returns through the same stack, hijacked slots included.
+        if (!sameProcess) task.Frames = creation.Parent.Frames.Select(f => f.Copy()).ToList();
         RememberTask(task, status);
         return task;
     }
@@ -396,6 +398,7 @@ internal sealed class Tracer
         process.Exe = ReadLink($"/proc/{process.Pid}/exe");
         if (_tasks.TryGetValue(process.Pid, out TracedTask? leader))
         {
+            leader.Frames.Clear();
             leader.Comm = ReadComm(process.Pid);
             RememberTask(leader);
         }
@@ -441,16 +444,17 @@ internal sealed class Tracer
                     if (fs.FileOffset < (long)m.Offset || fs.FileOffset >= (long)m.Offset + (long)(m.End - m.Start)) continue;
                     ulong addr = m.Start + (ulong)(fs.FileOffset - (long)m.Offset);
                     if (Wants(process, fs.Probe) == FilterDecision.No) continue;
-                    Install(mm, addr, key, fs.FileOffset, file.Image, fs.Probe, loader: false);
+                    Install(mm, addr, key, fs.FileOffset, file.Image, fs.Probe, SiteKind.Probe);
                 }
             }
+            if (HasReturnProbes) HookUnwinder(mm, m, key);
             if (!process.LoaderHooked && IsInterpreter(process, key, m.Path, out ElfImage? ld))
             {
                 ElfSymbol? hook = ld!.FindSymbol("_dl_debug_state");
                 long? off = hook is null ? null : ld.VaddrToFileOffset(hook.Value);
                 if (off is long o && o >= (long)m.Offset && o < (long)m.Offset + (long)(m.End - m.Start))
                 {
-                    Install(mm, m.Start + (ulong)(o - (long)m.Offset), key, o, ld, null, loader: true);
+                    Install(mm, m.Start + (ulong)(o - (long)m.Offset), key, o, ld, null, SiteKind.Loader);
                     process.LoaderHooked = true;
                 }
             }
@@ -477,7 +481,7 @@ internal sealed class Tracer
     {
         foreach (Site site in child.Mm.Sites.Values)
         {
-            if (site.Removed || site.IsLoaderEvent || site.Probes.Count == 0) continue;
+            if (site.Removed || site.Kind != SiteKind.Probe || site.Probes.Count == 0) continue;
             site.Probes.RemoveAll(p => Wants(child, p) == FilterDecision.No);
             if (site.Probes.Count > 0) continue;
             child.Mm.Memory.TryWrite(site.Address, site.Original.AsSpan(0, 1));
@@ -495,7 +499,7 @@ internal sealed class Tracer
         mm.Scanned.RemoveWhere(k => !live.Any(m => FileKey.Of(m) == k.Item1 && m.Start == k.Item2));
         foreach (Site site in mm.Sites.Values.ToList())
         {
-            if (site.Removed || site.IsLoaderEvent) continue;
+            if (site.Removed || site.Kind == SiteKind.Loader) continue;
             bool mapped = live.Any(m => FileKey.Of(m) == site.File && site.Address >= m.Start && site.Address < m.End);
             if (!mapped) mm.Sites.Remove(site.Address);
         }
@@ -524,7 +528,7 @@ internal sealed class Tracer
     }
 
     /// <summary>Writes int3 at a site (or adds a consumer to the one already there).</summary>
-    private void Install(AddressSpace mm, ulong addr, FileKey key, long fileOffset, ElfImage image, Probe? probe, bool loader)
+    private void Install(AddressSpace mm, ulong addr, FileKey key, long fileOffset, ElfImage image, Probe? probe, SiteKind kind)
     {
         if (mm.Sites.TryGetValue(addr, out Site? existing))
         {
@@ -553,7 +557,7 @@ internal sealed class Tracer
         }
         var site = new Site
         {
-            Address = addr, Original = code, File = key, FileOffset = fileOffset, IsLoaderEvent = loader,
+            Address = addr, Original = code, File = key, FileOffset = fileOffset, Kind = kind,
             Plan = plan is EmulatePlan ? plan : null,
         };
         if (probe is not null)
@@ -576,6 +580,11 @@ internal sealed class Tracer
     {
         ulong rip = Sys.GetRip(task.Tid);
         AddressSpace mm = task.Process.Mm;
+        if (rip - 1 == mm.ReturnTrampoline && mm.ReturnTrampoline != 0)
+        {
+            OnReturn(task, Sys.MonotonicNs(), resume: true);
+            return true;
+        }
         if (!mm.Sites.TryGetValue(rip - 1, out Site? site)) return false;
         if (site.Removed)
         {
@@ -586,6 +595,8 @@ internal sealed class Tracer
         }
         long now = Sys.MonotonicNs();
         if (site.Probes.Count > 0) RecordEntry(task, site, now);
+        if (site.Kind == SiteKind.Unwind) RestoreReturnAddresses(task);
+        else if (site.Kind == SiteKind.Catch) RehijackAfterCatch(task);
         ContinuePastSite(task, site);
         if (site.IsLoaderEvent && !_ending) ScanMappings(task.Process);
         Resume(task, 0);
@@ -601,12 +612,13 @@ internal sealed class Tracer
         };
         user_regs_struct regs = default;
         bool haveRegs = false;
+        List<Probe>? returning = null;
         foreach (Probe p in site.Probes)
         {
             FilterDecision wants = Wants(task.Process, p);
             if (wants == FilterDecision.No) continue;
             object?[]? captured = null;
-            if (HitFields.NeedsRegisters(p))
+            if (HitFields.NeedsRegisters(p) || p.Spec.IsReturn)
             {
                 if (!haveRegs) { regs = Sys.GetRegs(task.Tid); haveRegs = true; }
                 if (p.Spec.Args.Count > 0) captured = HitFields.Capture(p.Spec, regs, task.Process.Mm.Memory);
@@ -616,7 +628,9 @@ internal sealed class Tracer
             hit.ProbeId = p.Id;
             hit.Args = captured;
             _writer.Append(in hit);
+            if (p.Spec.IsReturn) (returning ??= []).Add(p);
         }
+        if (returning is not null && !_ending) HijackReturn(task, site, returning, regs.rsp, now);
     }
 
     private void ContinuePastSite(TracedTask task, Site site)
@@ -781,6 +795,7 @@ internal sealed class Tracer
             try { CollectStop(tid, status); }
             catch (TaskGoneException) { }
         }
+        RestoreAllReturnAddresses(_tasks.Values);
         foreach (AddressSpace mm in _processes.Values.Select(p => p.Mm).Distinct())
         {
             foreach (Site site in mm.Sites.Values)
@@ -821,7 +836,11 @@ internal sealed class Tracer
         {
             case 0 when sig == SIGTRAP:
                 ulong rip = Sys.GetRip(tid);
-                if (task.Process.Mm.Sites.TryGetValue(rip - 1, out Site? site))
+                if (rip - 1 == task.Process.Mm.ReturnTrampoline && task.Process.Mm.ReturnTrampoline != 0)
+                {
+                    OnReturn(task, Sys.MonotonicNs(), resume: false);
+                }
+                else if (task.Process.Mm.Sites.TryGetValue(rip - 1, out Site? site))
                 {
                     // Count it, then let the original instruction run once the byte is restored.
                     if (site.Probes.Count > 0) RecordEntry(task, site, Sys.MonotonicNs());

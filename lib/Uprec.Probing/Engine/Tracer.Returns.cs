@@ -1,0 +1,208 @@
+using Uprec.Native;
+using Uprec.Symbols;
+using Uprec.Trace;
+
+namespace Uprec.Probing.Engine;
+
+/// <summary>A call of a %return probe in flight: its return address was replaced by the trampoline's.</summary>
+internal sealed class ReturnFrame(ulong slot, ulong originalReturn, List<Probe> probes, long entryNs)
+{
+    /// <summary>Where on the stack the return address lives (rsp at the function's entry).</summary>
+    public ulong Slot { get; } = slot;
+    public ulong OriginalReturn { get; } = originalReturn;
+    public List<Probe> Probes { get; } = probes;
+    public long EntryNs { get; } = entryNs;
+    /// <summary>The original return address was put back for an unwinder; not hijacked right now.</summary>
+    public bool Restored { get; set; }
+
+    public ReturnFrame Copy() => new(Slot, OriginalReturn, Probes, EntryNs) { Restored = Restored };
+}
+
+/// <summary>
+/// Return probes on the trap path. At a probed entry the return address on the stack is replaced by
+/// the address of an int3 in the XOL area (the kernel's uretprobe way) and remembered in a per-thread
+/// shadow stack; the int3 stop is the return. What keeps programs working:
+/// <list type="bullet">
+/// <item>longjmp and unwinding skip frames: a return matches the shadow frame whose stack slot it
+/// pops, and frames pushed after that one are dropped (they can never return).</item>
+/// <item>C++ exceptions: the unwinder must see real return addresses, so at the entry of
+/// _Unwind_RaiseException / _Unwind_Resume_or_Rethrow / _Unwind_ForcedUnwind / _Unwind_Backtrace the
+/// thread's hijacked slots get their original addresses back, and at __cxa_begin_catch frames below
+/// the handler are dropped and those still live are hijacked again (uftrace's libmcount/wrap.c).</item>
+/// <item>a tail call from one probed function into another reuses the slot: both frames end at the
+/// one return.</item>
+/// <item>detaching puts every original return address back before the thread runs untraced.</item>
+/// </list>
+/// </summary>
+internal sealed partial class Tracer
+{
+    private static readonly string[] UnwindEntries =
+        ["_Unwind_RaiseException", "_Unwind_Resume_or_Rethrow", "_Unwind_ForcedUnwind", "_Unwind_Backtrace"];
+
+    /// <summary>Shadow stacks deeper than this are checked for frames that longjmp left behind.</summary>
+    private const int ShadowStackCheckDepth = 256;
+
+    private bool HasReturnProbes => _catalog.Probes.Any(p => p.Spec.IsReturn);
+
+    /// <summary>Places the unwinder hooks when the C++ runtime libraries are mapped (only if return probes exist).</summary>
+    private void HookUnwinder(AddressSpace mm, MapEntry m, FileKey key)
+    {
+        string name = Path.GetFileName(m.Path!);
+        bool gcc = name.StartsWith("libgcc_s.so", StringComparison.Ordinal);
+        bool cxx = name.StartsWith("libstdc++.so", StringComparison.Ordinal);
+        if (!gcc && !cxx) return;
+        ElfImage image;
+        try { image = ElfImage.Load(m.Path!); }
+        catch (SymbolException) { return; }
+        IEnumerable<(string Name, SiteKind Kind)> hooks = gcc
+            ? UnwindEntries.Select(n => (n, SiteKind.Unwind))
+            : [("__cxa_begin_catch", SiteKind.Catch)];
+        foreach (var (symbol, kind) in hooks)
+        {
+            ElfSymbol? sym = image.FindSymbol(symbol);
+            long? off = sym is null ? null : image.VaddrToFileOffset(sym.Value);
+            if (off is not long o || o < (long)m.Offset || o >= (long)m.Offset + (long)(m.End - m.Start)) continue;
+            Install(mm, m.Start + (ulong)(o - (long)m.Offset), key, o, image, null, kind);
+        }
+    }
+
+    /// <summary>The XOL int3 that hijacked returns come back to; one per address space.</summary>
+    private ulong ReturnTrampoline(TracedTask task, ulong near)
+    {
+        AddressSpace mm = task.Process.Mm;
+        if (mm.ReturnTrampoline != 0) return mm.ReturnTrampoline;
+        ulong slot = mm.TryTakeSlot(near);
+        if (slot == 0)
+        {
+            MapXolRegion(task, near);
+            slot = mm.TryTakeSlot(near);
+        }
+        mm.Memory.Write(slot, [0xCC]);
+        mm.ReturnTrampoline = slot;
+        return slot;
+    }
+
+    /// <summary>At a probed entry (rip at the function's first byte, rsp at the return address): hijack it.</summary>
+    private void HijackReturn(TracedTask task, Site site, List<Probe> probes, ulong rsp, long now)
+    {
+        AddressSpace mm = task.Process.Mm;
+        ulong trampoline = ReturnTrampoline(task, site.Address);
+        Span<byte> word = stackalloc byte[8];
+        if (!mm.Memory.TryRead(rsp, word)) return;
+        ulong original = BitConverter.ToUInt64(word);
+        if (original == trampoline)
+        {
+            // Entered by a tail call from a probed function: it returns where that one would have.
+            ReturnFrame? caller = task.Frames.LastOrDefault(f => f.Slot == rsp);
+            if (caller is null) return;
+            original = caller.OriginalReturn;
+        }
+        else
+        {
+            BitConverter.TryWriteBytes(word, trampoline);
+            if (!mm.Memory.TryWrite(rsp, word)) return;
+        }
+        if (task.Frames.Count >= ShadowStackCheckDepth) DropAbandonedFrames(task, trampoline);
+        task.Frames.Add(new ReturnFrame(rsp, original, probes, now));
+    }
+
+    /// <summary>
+    /// Frames left by longjmp or unwinding still sit in the shadow stack until a shallower frame returns.
+    /// A frame whose stack slot no longer holds the trampoline address cannot return through it: drop it.
+    /// </summary>
+    private static void DropAbandonedFrames(TracedTask task, ulong trampoline)
+    {
+        ProcessMemory memory = task.Process.Mm.Memory;
+        task.Frames.RemoveAll(f => f.Restored || ReadWord(memory, f.Slot) != trampoline);
+    }
+
+    /// <summary>The trampoline's int3: a probed call returned. Record it and continue at the real return address.</summary>
+    private void OnReturn(TracedTask task, long now, bool resume)
+    {
+        user_regs_struct regs = Sys.GetRegs(task.Tid);
+        ulong slot = regs.rsp - 8;
+        int last = task.Frames.FindLastIndex(f => f.Slot == slot && !f.Restored);
+        if (last < 0)
+        {
+            // Every hijack is recorded before the thread runs on, so this means our bookkeeping is wrong;
+            // the thread cannot be continued correctly. Fail loudly rather than guess.
+            throw new InvalidOperationException($"task {task.Tid} returned through the trampoline with no matching frame (rsp 0x{regs.rsp:x})");
+        }
+        int first = last;
+        while (first > 0 && task.Frames[first - 1].Slot == slot && !task.Frames[first - 1].Restored) first--;
+        task.Comm ??= ReadComm(task.Tid) ?? "";
+        for (int i = last; i >= first; i--)
+        {
+            ReturnFrame frame = task.Frames[i];
+            foreach (Probe p in frame.Probes)
+            {
+                var hit = new HitRecord
+                {
+                    TimeNs = now, Pid = task.Process.Pid, Tid = task.Tid, ProbeId = p.Id, Kind = HitKind.Return,
+                    DurationNs = now - frame.EntryNs, Comm = task.Comm,
+                };
+                var values = new object?[p.Spec.Args.Count + 1];
+                values[^1] = (long)regs.rax;
+                hit.Args = values;
+                _writer.Append(in hit);
+            }
+        }
+        regs.rip = task.Frames[first].OriginalReturn;
+        task.Frames.RemoveRange(first, task.Frames.Count - first);
+        Sys.SetRegs(task.Tid, regs);
+        if (resume) Resume(task, 0);
+    }
+
+    /// <summary>An unwinder is about to walk this thread's stack: give it the real return addresses.</summary>
+    private static void RestoreReturnAddresses(TracedTask task)
+    {
+        Span<byte> word = stackalloc byte[8];
+        ulong trampoline = task.Process.Mm.ReturnTrampoline;
+        ProcessMemory memory = task.Process.Mm.Memory;
+        // A slot that no longer holds the trampoline belongs to a frame longjmp abandoned; its memory
+        // may be the program's data by now, so it is never written: the frame is just dropped.
+        task.Frames.RemoveAll(f => !f.Restored && ReadWord(memory, f.Slot) != trampoline);
+        foreach (ReturnFrame f in task.Frames)
+        {
+            if (f.Restored) continue;
+            BitConverter.TryWriteBytes(word, f.OriginalReturn);
+            memory.TryWrite(f.Slot, word);
+            f.Restored = true;
+        }
+    }
+
+    /// <summary>A handler caught the exception: frames below it are gone; hijack the live ones again.</summary>
+    private static void RehijackAfterCatch(TracedTask task)
+    {
+        ulong rsp = Sys.GetRegs(task.Tid).rsp;
+        ulong trampoline = task.Process.Mm.ReturnTrampoline;
+        task.Frames.RemoveAll(f => f.Slot < rsp);
+        Span<byte> word = stackalloc byte[8];
+        foreach (ReturnFrame f in task.Frames)
+        {
+            if (!f.Restored) continue;
+            // Only if the slot still holds the address we put back: otherwise the frame is not what we think.
+            if (!task.Process.Mm.Memory.TryRead(f.Slot, word) || BitConverter.ToUInt64(word) != f.OriginalReturn) continue;
+            BitConverter.TryWriteBytes(word, trampoline);
+            if (task.Process.Mm.Memory.TryWrite(f.Slot, word)) f.Restored = false;
+        }
+        task.Frames.RemoveAll(f => f.Restored);
+    }
+
+    /// <summary>The 8 bytes at <paramref name="address"/>, or null when unreadable.</summary>
+    private static ulong? ReadWord(ProcessMemory memory, ulong address)
+    {
+        Span<byte> word = stackalloc byte[8];
+        return memory.TryRead(address, word) ? BitConverter.ToUInt64(word) : null;
+    }
+
+    /// <summary>Detach: every hijacked slot gets its original return address back (the program runs on untraced).</summary>
+    private static void RestoreAllReturnAddresses(IEnumerable<TracedTask> tasks)
+    {
+        foreach (TracedTask t in tasks)
+        {
+            RestoreReturnAddresses(t);
+            t.Frames.Clear();
+        }
+    }
+}
