@@ -1,7 +1,11 @@
 // Runs until told to stop, calling a probed function in a loop; used to interrupt a recording.
 //
 // Usage: longrun [MAX_SECONDS]   (default 120; a safety net so a lost signal cannot hang a test)
-// stdout: ready                      once, flushed, after the first call of spin_work
+// stdout: ready <pid>                once, flushed, after the first call of spin_work
+//         now intact|patched         flushed, on each SIGUSR1, and the program runs on: whether
+//                                    spin_work's bytes equal the file's at that moment (a tracer
+//                                    that probes spin_work must have patched them; one whose
+//                                    filter wants no part of this process must not have)
 //         count spin_work <calls>    after SIGTERM or SIGINT
 //         intact yes|no              whether the first 16 bytes of spin_work in memory equal
 //                                    the bytes at its file offset in /proc/self/exe, i.e. every
@@ -20,7 +24,7 @@
 
 enum { CHECKED_BYTES = 16 };
 
-static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t stop_requested, check_requested;
 static volatile uint64_t sink;
 
 __attribute__((noinline, noclone)) uint64_t spin_work(uint64_t x)
@@ -33,6 +37,12 @@ static void on_stop(int sig)
 {
     (void)sig;
     stop_requested = 1;
+}
+
+static void on_check(int sig)
+{
+    (void)sig;
+    check_requested = 1;
 }
 
 struct lookup {
@@ -84,15 +94,23 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_check;
+    sigaction(SIGUSR1, &sa, NULL);
 
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
     long calls = 0;
     sink += spin_work(0);
     calls++;
-    fputs("ready\n", stdout);
+    printf("ready %d\n", (int)getpid());
     fflush(stdout);
     while (!stop_requested) {
+        if (check_requested) {
+            check_requested = 0;
+            int now = code_intact();
+            printf("now %s\n", now < 0 ? "unknown" : now ? "intact" : "patched");
+            fflush(stdout);
+        }
         sink += spin_work((uint64_t)calls);
         calls++;
         if ((calls & 1023) == 0) {

@@ -39,6 +39,22 @@ public sealed class FilterTests(TestPrograms programs) : IDisposable
     }
 
     [Fact]
+    public async Task A_process_no_filter_wants_is_never_patched()
+    {
+        string binary = programs.Path("longrun");
+        string trace = _dir.File("unwanted.parquet");
+        using LongRun run = await LongRun.Record(
+            ["record", "-o", trace, "-e", $"{binary}:spin_work", "--filter", "comm == \"not-longrun\"", "--", binary]);
+
+        Assert.Equal("now intact", await run.CheckBytesNow());
+        ProcessResult result = run.SignalUprecAndFinish("INT");
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Equal("yes", GroundTruth.Parse(result.Stdout).Fact("intact"));
+        Assert.Equal(0, Uprec.ReportOf(trace).Count("spin_work"));
+    }
+
+    [Fact]
     public void A_malformed_filter_is_refused_before_anything_starts()
     {
         string binary = programs.Path("argfilter");
