@@ -5,6 +5,8 @@
 # Usage (as root, for perf's kernel uprobes):
 #   bench/hitcost/run.sh [CALLS [REPEATS]]        entry probes       (defaults: 100000 calls, 5 runs)
 #   bench/hitcost/run.sh --return [CALLS [REPEATS]]  entry+return probes (uprec func%return vs perf func + func%return)
+#   bench/hitcost/run.sh --filtered [CALLS [REPEATS]] a probe whose --filter no task matches: the
+#                                                    process should get no patch and pay nothing
 # Environment:
 #   UPREC   command that runs uprec (default: publishes cmd/uprec with `dotnet publish -c Release`
 #           into a temp dir and uses DIR/uprec)
@@ -19,7 +21,10 @@
 set -euo pipefail
 
 mode=entry
-if [ "${1:-}" = "--return" ]; then mode=return; shift; fi
+case "${1:-}" in
+    --return) mode=return; shift ;;
+    --filtered) mode=filtered; shift ;;
+esac
 calls="${1:-100000}"
 repeats="${2:-5}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -69,8 +74,11 @@ spread() { # "median min max" baseline_ns hits_per_call -> "(min .. max)" ns/hit
         'BEGIN { printf "(runs: %.1f .. %.1f)", (lo - b) / (n * k), (hi - b) / (n * k) }'
 }
 
+uprec_filter=()
 if [ "$mode" = entry ]; then
     uprec_spec="$bin:func"; perf_events=(-e "$probe_group:func"); hits=1
+elif [ "$mode" = filtered ]; then
+    uprec_spec="$bin:func"; uprec_filter=(--filter 'comm == "no-such-comm"'); perf_events=(-e "$probe_group:func"); hits=1
 else
     uprec_spec="$bin:func%return"; perf_events=(-e "$probe_group:func" -e "$probe_group:func__return"); hits=1
 fi
@@ -80,12 +88,14 @@ base_stats=$(median_loop_ns "$bin" "$calls")
 base=${base_stats%% *}
 printf '%-28s %10s ns/call\n' "untraced" "$(awk -v t="$base" -v n="$calls" 'BEGIN { printf "%.1f", t / n }')"
 
-uprec_ns=$(median_loop_ns "$UPREC" record -o "$work/trace.parquet" -e "$uprec_spec" -- "$bin" "$calls")
+uprec_ns=$(median_loop_ns "$UPREC" record -o "$work/trace.parquet" -e "$uprec_spec" "${uprec_filter[@]}" -- "$bin" "$calls")
 uprec_hit=$(per_hit "$uprec_ns" "$base" "$hits")
 printf '%-28s %10s ns/hit %s\n' "uprec record" "$uprec_hit" "$(spread "$uprec_ns" "$base" "$hits")"
 
 perf_hit=NA
-if [ "$(id -u)" -eq 0 ] && command -v "$perf" >/dev/null; then
+if [ "$mode" = filtered ]; then
+    echo "perf rows skipped: perf has no per-process filter that avoids the kernel uprobe's trap"
+elif [ "$(id -u)" -eq 0 ] && command -v "$perf" >/dev/null; then
     if [ ! -e /sys/kernel/tracing/uprobe_events ]; then
         mount -t tracefs nodev /sys/kernel/tracing
     fi
