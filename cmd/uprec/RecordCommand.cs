@@ -157,7 +157,8 @@ public static class RecordCommand
         foreach (var p in result.Probes.Where(p => !p.Installed))
             Console.Error.WriteLine($"uprec: warning: probe '{p.Name}' ({p.Spec}) was never installed: {p.HitPathReason ?? "its binary was not mapped"}");
         long hits = result.Probes.Sum(p => Math.Max(0, p.Count));
-        Console.Error.WriteLine($"[ uprec record: {hits} hits of {result.Probes.Count(p => p.Installed)} probes written to {result.OutputPath} ({result.Rows} rows) ]");
+        // Prefixed like every message of uprec's own, so scripts can tell it from the program's stderr.
+        Console.Error.WriteLine($"uprec: recorded {hits} hits of {result.Probes.Count(p => p.Installed)} probes into {result.OutputPath} ({result.Rows} rows)");
         if (result.WorkloadExitCode is int code) return code;
         if (result.WorkloadSignal is int sig) return 128 + sig;
         return ExitCodes.Ok;

@@ -470,6 +470,7 @@ internal sealed partial class Tracer
         if (status is not null) process.Uid = status.Uid;
         d = HitFields.DecideForProcess(probe.Filter, process, status, ReadComm(process.Pid));
         process.Wants[probe.Id] = d;
+        if (d == FilterDecision.No && !probe.Installed) probe.Note = "no traced process matched its filter";
         return d;
     }
 
