@@ -38,6 +38,11 @@ public static class RecordCommand
         Description = "Stop recording after this many seconds (then detach; the program keeps running)",
     };
 
+    private static readonly Option<bool> IdleTracer = new("--idle-tracer")
+    {
+        Description = "Run uprec's tracer at SCHED_IDLE: on a quiet machine each hit stays on one CPU (cheaper); on a busy one the program waits longer",
+    };
+
     private static readonly Argument<string[]> Program = new("command")
     {
         Description = "The program to run and its arguments (after --)",
@@ -57,13 +62,13 @@ public static class RecordCommand
               uprec record -e './prog:parse len=arg2:u32' --filter 'len > 4096' -- ./prog
             """)
         {
-            Events, FilterOption, Output, Pids, Duration, Program,
+            Events, FilterOption, Output, Pids, Duration, IdleTracer, Program,
         };
         command.SetAction(parse => CliErrors.Guard(() =>
         {
             RejectOptionsTakenAsProgram(parse);
             return Run(parse.GetValue(Events) ?? [], FiltersByEvent(parse), parse.GetValue(Output)!, parse.GetValue(Program) ?? [],
-                ParsePids(parse.GetValue(Pids)), parse.GetValue(Duration));
+                ParsePids(parse.GetValue(Pids)), parse.GetValue(Duration), parse.GetValue(IdleTracer));
         }));
         return command;
     }
@@ -126,7 +131,7 @@ public static class RecordCommand
         return pids;
     }
 
-    private static int Run(string[] events, IReadOnlyList<string?> filters, string output, string[] program, IReadOnlyList<int> pids, double? duration)
+    private static int Run(string[] events, IReadOnlyList<string?> filters, string output, string[] program, IReadOnlyList<int> pids, double? duration, bool idleTracer)
     {
         if (events.Length == 0)
             throw new UsageException("no probes: give at least one -e BINARY:SYMBOL, e.g. -e ./prog:main (see 'uprec list BINARY')");
@@ -142,6 +147,7 @@ public static class RecordCommand
             Filters = filters.Select(f => f is null ? null : Uprec.Filters.Filter.Parse(f)).ToList(),
             Command = program,
             AttachPids = pids,
+            IdleTracer = idleTracer,
             Duration = duration is double secs ? TimeSpan.FromSeconds(secs) : null,
             OutputPath = output,
             CommandLine = Environment.GetCommandLineArgs().Skip(1).Prepend("uprec").ToList(),

@@ -43,6 +43,11 @@ public static unsafe partial class Unistd
     [LibraryImport("libc")]
     public static partial int sched_getcpu();
 
+    public const int SCHED_OTHER = 0, SCHED_IDLE = 5;
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int sched_setscheduler(int pid, int policy, int* param);
+
     [StructLayout(LayoutKind.Sequential)]
     public struct iovec
     {

@@ -35,6 +35,8 @@ public sealed record RecordRequest
     public IReadOnlyList<int> AttachPids { get; init; } = [];
     /// <summary>Stop after this long (null: until the program exits or a signal).</summary>
     public TimeSpan? Duration { get; init; }
+    /// <summary>Run the tracer at SCHED_IDLE (cheaper hits on a quiet machine; see Tracer.IdleTracer).</summary>
+    public bool IdleTracer { get; init; }
     public required string OutputPath { get; init; }
     /// <summary>uprec's own command line, kept in the trace's metadata.</summary>
     public IReadOnlyList<string> CommandLine { get; init; } = [];
@@ -87,7 +89,7 @@ public static class Recorder
         {
             Probes = catalog.Probes.Select(p => p.ToMeta()).ToList(),
         });
-        var tracer = new Tracer(catalog, writer, log, program);
+        var tracer = new Tracer(catalog, writer, log, program) { IdleTracer = request.IdleTracer };
         Exception? failure = null;
         var thread = new Thread(() =>
         {
