@@ -30,6 +30,12 @@ public static class CliErrors
             Console.Error.WriteLine($"uprec: error: {OneLine(e.Message)}");
             return ExitCodes.UsageError;
         }
+        catch (Exception e)
+        {
+            // A bug in uprec: everything we know, so it can be reported and fixed.
+            Console.Error.WriteLine($"uprec: internal error: {e}");
+            return ExitCodes.InternalError;
+        }
     }
 
     /// <summary>Wraps a verb's action so expected errors thrown inside it follow the same contract.</summary>

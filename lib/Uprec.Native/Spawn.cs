@@ -8,12 +8,14 @@ public static unsafe partial class Spawn
     /// <summary>sizeof(posix_spawnattr_t) is 336 and sizeof(posix_spawn_file_actions_t) 80 on glibc x86-64; rounded up.</summary>
     public const int AttrSize = 512, FileActionsSize = 256, SigsetSize = 128;
 
+    public const short POSIX_SPAWN_SETPGROUP = 0x02;
     public const short POSIX_SPAWN_SETSIGDEF = 0x04;
     public const short POSIX_SPAWN_SETSIGMASK = 0x08;
 
     [LibraryImport("libc")] public static partial int posix_spawnattr_init(byte* attr);
     [LibraryImport("libc")] public static partial int posix_spawnattr_destroy(byte* attr);
     [LibraryImport("libc")] public static partial int posix_spawnattr_setflags(byte* attr, short flags);
+    [LibraryImport("libc")] public static partial int posix_spawnattr_setpgroup(byte* attr, int pgroup);
     [LibraryImport("libc")] public static partial int posix_spawnattr_setsigdefault(byte* attr, byte* sigset);
     [LibraryImport("libc")] public static partial int posix_spawnattr_setsigmask(byte* attr, byte* sigset);
     [LibraryImport("libc")] public static partial int posix_spawn_file_actions_init(byte* actions);

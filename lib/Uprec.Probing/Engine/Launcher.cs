@@ -64,7 +64,14 @@ internal static unsafe class Launcher
         Spawn.sigemptyset(none);
         Spawn.posix_spawnattr_setsigdefault(attr, all);
         Spawn.posix_spawnattr_setsigmask(attr, none);
-        Spawn.posix_spawnattr_setflags(attr, Spawn.POSIX_SPAWN_SETSIGDEF | Spawn.POSIX_SPAWN_SETSIGMASK);
+        short flags = Spawn.POSIX_SPAWN_SETSIGDEF | Spawn.POSIX_SPAWN_SETSIGMASK;
+        if (quiet)
+        {
+            // The waker gets a process group of its own: Ctrl-C on the terminal must not kill it.
+            flags |= Spawn.POSIX_SPAWN_SETPGROUP;
+            Spawn.posix_spawnattr_setpgroup(attr, 0);
+        }
+        Spawn.posix_spawnattr_setflags(attr, flags);
         if (gateReadFd >= 0) Spawn.posix_spawn_file_actions_adddup2(actions, gateReadFd, GateFd);
         if (quiet)
         {

@@ -203,6 +203,14 @@ internal sealed partial class Tracer
         {
             if (_stopRequest != StopReason.None)
             {
+                if (_stopRequest == StopReason.Interrupt && CtrlCWasForTheProgram())
+                {
+                    // The terminal sent SIGINT to the whole foreground group: the program got it too
+                    // and decides for itself, exactly as without uprec. Keep recording.
+                    _stopRequest = StopReason.None;
+                    StartWaker();
+                    continue;
+                }
                 EndTracing(_stopRequest);
                 return;
             }
@@ -224,6 +232,31 @@ internal sealed partial class Tracer
             MaybeFlush();
         }
         StoppedBy = StopReason.Completed;
+    }
+
+    private long _workloadSigintNs = long.MinValue / 2;
+
+    /// <summary>
+    /// Whether the SIGINT uprec got also reached the workload (a Ctrl-C on the terminal goes to the
+    /// whole foreground process group) rather than uprec alone. The program's own signal stop comes
+    /// within moments of ours, so events are handled for up to 100 ms while waiting for it.
+    /// </summary>
+    private bool CtrlCWasForTheProgram()
+    {
+        if (_workloadPid == 0) return false;
+        const long window = 200_000_000, grace = 100_000_000;
+        long asked = Sys.MonotonicNs();
+        while (true)
+        {
+            if (_workloadSigintNs >= asked - window) return true;
+            if (Sys.MonotonicNs() - asked > grace) return false;
+            int tid = Sys.WaitAny(-1, out int status, noHang: true);
+            if (tid < 0) return false;
+            if (tid == 0) { Thread.Sleep(1); continue; }
+            if (tid == _wakerPid) { _wakerPid = 0; continue; }
+            try { Dispatch(tid, status); }
+            catch (TaskGoneException) { }
+        }
     }
 
     private void MaybeFlush()
@@ -253,6 +286,7 @@ internal sealed partial class Tracer
         {
             case 0:
                 if (sig == SIGTRAP && OnTrap(task)) return;
+                if (sig == SIGINT && task.Process.Pid == _workloadPid) _workloadSigintNs = Sys.MonotonicNs();
                 Resume(task, sig);
                 return;
             case PTRACE_EVENT_CLONE:
