@@ -91,6 +91,10 @@ printf '%-28s %10s ns/call\n' "untraced" "$(awk -v t="$base" -v n="$calls" 'BEGI
 uprec_ns=$(median_loop_ns "$UPREC" record -o "$work/trace.parquet" -e "$uprec_spec" "${uprec_filter[@]}" -- "$bin" "$calls")
 uprec_hit=$(per_hit "$uprec_ns" "$base" "$hits")
 printf '%-28s %10s ns/hit %s\n' "uprec record" "$uprec_hit" "$(spread "$uprec_ns" "$base" "$hits")"
+# The tracer at SCHED_IDLE keeps each hit's two wake-ups on one CPU (see Tracer.IdleTracer).
+idle_ns=$(median_loop_ns "$UPREC" record --idle-tracer -o "$work/trace.parquet" -e "$uprec_spec" "${uprec_filter[@]}" -- "$bin" "$calls")
+idle_hit=$(per_hit "$idle_ns" "$base" "$hits")
+printf '%-28s %10s ns/hit %s\n' "uprec record --idle-tracer" "$idle_hit" "$(spread "$idle_ns" "$base" "$hits")"
 
 perf_hit=NA
 if [ "$mode" = filtered ]; then
@@ -115,4 +119,6 @@ fi
 if [ "$uprec_hit" != NA ] && [ "$perf_hit" != NA ]; then
     printf '%-28s %10s (goal <= 1.0)\n' "ratio uprec / perf record" \
         "$(awk -v u="$uprec_hit" -v p="$perf_hit" 'BEGIN { printf "%.2f", u / p }')"
+    printf '%-28s %10s\n' "ratio --idle-tracer / perf" \
+        "$(awk -v u="$idle_hit" -v p="$perf_hit" 'BEGIN { printf "%.2f", u / p }')"
 fi
