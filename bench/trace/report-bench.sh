@@ -19,19 +19,22 @@ dotnet publish "$repo/cmd/uprec" -c Release -o "$work/uprec-bin" >"$work/publish
 dotnet build "$here" -c Release -o "$work/bench-bin" >"$work/bench.log" 2>&1 || { cat "$work/bench.log"; exit 1; }
 uprec="$work/uprec-bin/uprec"
 
-# /usr/bin/time -f gives max RSS; fall back to wall time only when it is missing.
-measure() { # label command...
-    local start end rss="?"
+# Prints "wall_seconds peak_rss_mb cpu_seconds" (user + sys, from /usr/bin/time; "?" without it).
+# CPU time is reported too because this machine is shared and wall time swings with other jobs.
+measure() { # command...
+    local start end rss="?" cpu="?"
     start=$(date +%s.%N)
     if command -v /usr/bin/time >/dev/null; then
-        /usr/bin/time -f "%M" -o "$work/rss" "$@" >/dev/null
-        rss=$(( $(tail -1 "$work/rss") / 1024 ))
+        /usr/bin/time -f "%M %U %S" -o "$work/rss" "$@" >/dev/null
+        read -r kb user sys < <(tail -1 "$work/rss")
+        rss=$(( kb / 1024 ))
+        cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
     else
         "$@" >/dev/null
     fi
     end=$(date +%s.%N)
     awk -v s="$start" -v e="$end" 'BEGIN { printf "%.2f", e - s }'
-    echo " $rss"
+    echo " $rss $cpu"
 }
 
 echo "report benchmark on $(nproc) CPUs, kernel $(uname -r)"
@@ -41,12 +44,12 @@ for rows in "${sizes[@]}"; do
     [ -s "$trace" ] || "$work/bench-bin/TraceBench" gen "$trace" $((rows * 2 / 3)) >&2
     best=""
     for _ in 1 2 3; do
-        read -r secs rss < <(measure "$uprec" report -i "$trace")
-        if [ -z "$best" ] || awk -v a="$secs" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$secs; best_rss=$rss; fi
+        read -r secs rss cpu < <(measure "$uprec" report -i "$trace")
+        if [ -z "$best" ] || awk -v a="$secs" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$secs; best_rss=$rss; best_cpu=$cpu; fi
     done
     actual=$("$uprec" report -i "$trace" --format csv | awk -F, 'NR > 1 { s += $2 } END { print s }')
-    printf 'uprec report  %11s rows (%s calls): %6.2f s best of 3, %6.1f ns/row, peak RSS %s MB\n' \
-        "$rows" "$actual" "$best" "$(awk -v t="$best" -v n="$rows" 'BEGIN { print t * 1e9 / n }')" "$best_rss"
+    printf 'uprec report  %11s rows (%s calls): %6.2f s best of 3, %6.1f ns/row, CPU %s s, peak RSS %s MB\n' \
+        "$rows" "$actual" "$best" "$(awk -v t="$best" -v n="$rows" 'BEGIN { print t * 1e9 / n }')" "$best_cpu" "$best_rss"
     last_uprec_ns=$(awk -v t="$best" -v n="$rows" 'BEGIN { print t * 1e9 / n }')
 done
 
@@ -63,8 +66,8 @@ if [ ! -s "$work/perf-$perf_samples.data" ]; then
     perf record -q -e probe_calls:work -o "$work/perf-$perf_samples.data" -- "$work/calls" "$perf_samples" >/dev/null 2>&1
 fi
 samples=$(perf report --stdio -i "$work/perf-$perf_samples.data" 2>/dev/null | awk '/^# Samples:/ { print $3 }')
-read -r psecs prss < <(measure perf report --stdio -i "$work/perf-$perf_samples.data")
+read -r psecs prss pcpu < <(measure perf report --stdio -i "$work/perf-$perf_samples.data")
 perf_ns=$(awk -v t="$psecs" -v n="$perf_samples" 'BEGIN { print t * 1e9 / n }')
-printf 'perf report   %11s samples (%s): %6.2f s, %6.1f ns/sample, peak RSS %s MB\n' "$perf_samples" "$samples" "$psecs" "$perf_ns" "$prss"
+printf 'perf report   %11s samples (%s): %6.2f s, %6.1f ns/sample, CPU %s s, peak RSS %s MB\n' "$perf_samples" "$samples" "$psecs" "$perf_ns" "$pcpu" "$prss"
 printf 'ratio perf/uprec per sample (uprec at its largest size): %.1fx (goal >= 10x)\n' \
     "$(awk -v p="$perf_ns" -v u="$last_uprec_ns" 'BEGIN { print p / u }')"

@@ -483,6 +483,12 @@ internal sealed class FastChunkReader
         {
             return raw;
         }
+        // A Snappy copy op of 3 bytes yields at most 64 bytes, so no honest page expands more than ~22x:
+        // a larger claim is a corrupt or hostile header, refused before it can size an allocation.
+        if (h.UncompressedSize > (long)h.CompressedSize * 22 + 64 || Snappy.GetUncompressedLength(raw) != h.UncompressedSize)
+        {
+            throw new InvalidDataException($"page claims {h.UncompressedSize} bytes from {h.CompressedSize} compressed");
+        }
         if (_page.Length < h.UncompressedSize)
         {
             _page = new byte[h.UncompressedSize];
