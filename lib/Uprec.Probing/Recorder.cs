@@ -89,7 +89,7 @@ public static class Recorder
         {
             Probes = catalog.Probes.Select(p => p.ToMeta()).ToList(),
         });
-        var tracer = new Tracer(catalog, writer, log, program) { IdleTracer = request.IdleTracer };
+        var tracer = new Tracer(catalog, writer, log) { IdleTracer = request.IdleTracer };
         Exception? failure = null;
         var thread = new Thread(() =>
         {
@@ -101,7 +101,16 @@ public static class Recorder
             catch (Exception e)
             {
                 failure = e;
-                try { tracer.EndTracing(StopReason.Error); }
+                try
+                {
+                    tracer.EndTracing(StopReason.Error);
+                    // The program was the user's before it was ours: tell them now, then let it finish.
+                    if (!attach)
+                    {
+                        log.Warn($"stopped tracing after an error ({e.Message}); waiting for the program to end");
+                        tracer.FinishWorkload();
+                    }
+                }
                 catch (Exception cleanup) { log.Warn($"cleanup after error failed: {cleanup.Message}"); }
             }
         }) { Name = "uprec-tracer", IsBackground = true };

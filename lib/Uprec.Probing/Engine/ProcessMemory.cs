@@ -19,7 +19,7 @@ internal sealed unsafe class ProcessMemory : ITargetMemory, IDisposable
         Pid = pid;
         _fd = Unistd.open($"/proc/{pid}/mem", Unistd.O_RDWR | Unistd.O_CLOEXEC);
         if (_fd < 0)
-            throw new InvalidOperationException($"cannot open /proc/{pid}/mem: {Errno.Describe(Errno.Last)}");
+            throw new ProbingException($"cannot open /proc/{pid}/mem: {Errno.Describe(Errno.Last)}");
     }
 
     public bool TryRead(ulong address, Span<byte> buffer)

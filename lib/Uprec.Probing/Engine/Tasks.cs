@@ -7,8 +7,12 @@ internal sealed class TracedTask(int tid, TracedProcess process)
     public TracedProcess Process { get; set; } = process;
     /// <summary>Read on first need (threads are often named after they start), refreshed at exit.</summary>
     public string? Comm { get; set; }
-    /// <summary>In ptrace-stop and held by uprec (only while ending, or for a parked new task).</summary>
+    /// <summary>In ptrace-stop and held by uprec: set when a stop is taken, cleared on resume.</summary>
     public bool Stopped { get; set; }
+    /// <summary>Past PTRACE_EVENT_EXIT: it will not stop again (a leader may linger as a zombie).</summary>
+    public bool Exiting { get; set; }
+    /// <summary>A vfork parent until the child execs or exits: it cannot be stopped meanwhile.</summary>
+    public bool InVfork { get; set; }
     /// <summary>The shadow stack of %return calls in flight, oldest first.</summary>
     public List<ReturnFrame> Frames { get; set; } = [];
     /// <summary>A signal that arrived while uprec held the task; delivered when it is resumed or detached.</summary>

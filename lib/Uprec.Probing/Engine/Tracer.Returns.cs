@@ -5,8 +5,10 @@ using Uprec.Trace;
 namespace Uprec.Probing.Engine;
 
 /// <summary>A call of a %return probe in flight: its return address was replaced by the trampoline's.</summary>
-internal sealed class ReturnFrame(ulong slot, ulong originalReturn, List<Probe> probes, long entryNs)
+internal sealed class ReturnFrame(ulong slot, ulong originalReturn, List<Probe> probes, long entryNs, bool tailCall = false)
 {
+    /// <summary>Entered by a tail call from the frame before it, sharing its slot: they return together.</summary>
+    public bool TailCall { get; } = tailCall;
     /// <summary>Where on the stack the return address lives (rsp at the function's entry).</summary>
     public ulong Slot { get; } = slot;
     public ulong OriginalReturn { get; } = originalReturn;
@@ -15,7 +17,7 @@ internal sealed class ReturnFrame(ulong slot, ulong originalReturn, List<Probe> 
     /// <summary>The original return address was put back for an unwinder; not hijacked right now.</summary>
     public bool Restored { get; set; }
 
-    public ReturnFrame Copy() => new(Slot, OriginalReturn, Probes, EntryNs) { Restored = Restored };
+    public ReturnFrame Copy() => new(Slot, OriginalReturn, Probes, EntryNs, TailCall) { Restored = Restored };
 }
 
 /// <summary>
@@ -90,10 +92,11 @@ internal sealed partial class Tracer
         Span<byte> word = stackalloc byte[8];
         if (!mm.Memory.TryRead(rsp, word)) return;
         ulong original = BitConverter.ToUInt64(word);
-        if (original == trampoline)
+        bool tailCall = original == trampoline;
+        if (tailCall)
         {
             // Entered by a tail call from a probed function: it returns where that one would have.
-            ReturnFrame? caller = task.Frames.LastOrDefault(f => f.Slot == rsp);
+            ReturnFrame? caller = task.Frames.LastOrDefault(f => f.Slot == rsp && !f.Restored);
             if (caller is null) return;
             original = caller.OriginalReturn;
         }
@@ -101,9 +104,12 @@ internal sealed partial class Tracer
         {
             BitConverter.TryWriteBytes(word, trampoline);
             if (!mm.Memory.TryWrite(rsp, word)) return;
+            // The slot held a real return address, so frames hijacked at this slot before were abandoned
+            // (longjmp, unwinding): their return can no longer come through it.
+            task.Frames.RemoveAll(f => f.Slot == rsp);
         }
         if (task.Frames.Count >= ShadowStackCheckDepth) DropAbandonedFrames(task, trampoline);
-        task.Frames.Add(new ReturnFrame(rsp, original, probes, now));
+        task.Frames.Add(new ReturnFrame(rsp, original, probes, now, tailCall));
     }
 
     /// <summary>
@@ -128,8 +134,10 @@ internal sealed partial class Tracer
             // the thread cannot be continued correctly. Fail loudly rather than guess.
             throw new InvalidOperationException($"task {task.Tid} returned through the trampoline with no matching frame (rsp 0x{regs.rsp:x})");
         }
+        // A frame entered by tail call ends with the frame it replaced; a stale frame that merely has
+        // the same slot (left by longjmp) does not.
         int first = last;
-        while (first > 0 && task.Frames[first - 1].Slot == slot && !task.Frames[first - 1].Restored) first--;
+        while (first > 0 && task.Frames[first].TailCall && task.Frames[first - 1].Slot == slot && !task.Frames[first - 1].Restored) first--;
         task.Comm ??= ReadComm(task.Tid) ?? "";
         for (int i = last; i >= first; i--)
         {
@@ -148,7 +156,14 @@ internal sealed partial class Tracer
             }
         }
         regs.rip = task.Frames[first].OriginalReturn;
+        // Frames pushed after the returning ones were skipped by longjmp or unwinding, unless they live on
+        // another stack (coroutines, a signal's alternate stack): those still hold the trampoline address.
+        ulong trampoline = task.Process.Mm.ReturnTrampoline;
+        ProcessMemory memory = task.Process.Mm.Memory;
+        var later = task.Frames.GetRange(last + 1, task.Frames.Count - last - 1)
+            .Where(f => !f.Restored && ReadWord(memory, f.Slot) == trampoline).ToList();
         task.Frames.RemoveRange(first, task.Frames.Count - first);
+        task.Frames.AddRange(later);
         Sys.SetRegs(task.Tid, regs);
         if (resume) Resume(task, 0);
     }

@@ -18,7 +18,7 @@ namespace Uprec.Probing.Engine;
 internal sealed partial class Tracer
 {
     private const int TraceOptions = PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK
-        | PTRACE_O_TRACEEXEC | PTRACE_O_TRACEEXIT;
+        | PTRACE_O_TRACEEXEC | PTRACE_O_TRACEEXIT | PTRACE_O_TRACEVFORKDONE;
 
     private readonly Catalog _catalog;
     private readonly TraceWriter _writer;
@@ -32,7 +32,6 @@ internal sealed partial class Tracer
     private readonly Dictionary<int, TaskMeta> _taskMeta = [];
     private readonly Dictionary<FileKey, ElfImage?> _interpreters = [];
     private readonly FileKey? _shellKey = FileKey.OfPath(Launcher.GateShell);
-    private readonly FileKey? _programKey;
 
     private volatile StopReason _stopRequest;
     private volatile int _wakerPid;
@@ -43,12 +42,11 @@ internal sealed partial class Tracer
     private long _lastFlush = Stopwatch.GetTimestamp();
     private int _execsSeen;
 
-    public Tracer(Catalog catalog, TraceWriter writer, IRecordLog log, string? programPath)
+    public Tracer(Catalog catalog, TraceWriter writer, IRecordLog log)
     {
         _catalog = catalog;
         _writer = writer;
         _log = log;
-        _programKey = programPath is null ? null : FileKey.OfPath(programPath);
     }
 
     public long StartTimeNs { get; private set; }
@@ -73,6 +71,7 @@ internal sealed partial class Tracer
         StartWaker();
         var (pid, gate) = Launcher.SpawnGated(command);
         _workloadPid = pid;
+        _gateExecsUnseen = FileKey.OfPath($"/proc/{pid}/exe") == _shellKey ? 0 : 1;
         int err = Sys.TrySeize(pid, TraceOptions | PTRACE_O_EXITKILL);
         if (err != 0)
         {
@@ -141,7 +140,7 @@ internal sealed partial class Tracer
         return entries.Select(e => int.TryParse(Path.GetFileName(e), out int t) ? t : 0).Where(t => t > 0).Order().ToList();
     }
 
-    private void FinishWorkload()
+    public void FinishWorkload()
     {
         if (_workloadStatus is not null || _workloadPid == 0) return;
         // Detached before the workload ended. A signal to uprec alone ends the workload too, as perf
@@ -201,6 +200,7 @@ internal sealed partial class Tracer
         ApplySchedulingPolicy();
         while (_tasks.Count > 0 || _parked.Count > 0 || _expected.Count > 0)
         {
+            if (_tasks.Count == 0) AdoptOrDropLeftovers();
             if (_stopRequest != StopReason.None)
             {
                 if (_stopRequest == StopReason.Interrupt && CtrlCWasForTheProgram())
@@ -259,6 +259,29 @@ internal sealed partial class Tracer
         }
     }
 
+    /// <summary>
+    /// Every known task is gone but new ones were announced or stopped without their creator's event
+    /// (an exit_group raced with fork/clone): adopt what can be adopted, forget what never came.
+    /// </summary>
+    private void AdoptOrDropLeftovers()
+    {
+        foreach (int tid in _parked.Keys.ToList())
+        {
+            _parked.Remove(tid);
+            TracedTask? task = AdoptThread(tid) ?? AdoptOrphan(tid);
+            if (task is not null) FirstStop(task);
+            else
+            {
+                try { Sys.Detach(tid, 0); }
+                catch (TaskGoneException) { }
+            }
+        }
+        foreach (int tid in _expected.Keys.ToList())
+        {
+            if (!Directory.Exists($"/proc/{tid}")) _expected.Remove(tid);
+        }
+    }
+
     private void MaybeFlush()
     {
         long now = Stopwatch.GetTimestamp();
@@ -271,8 +294,15 @@ internal sealed partial class Tracer
     {
         if (!_tasks.TryGetValue(tid, out TracedTask? task))
         {
-            if (!Wait.WIFSTOPPED(status)) return; // exit of a task we already dropped (e.g. at exec)
+            if (!Wait.WIFSTOPPED(status))
+            {
+                // A task we dropped (e.g. at exec), or a new one that died before its first stop.
+                _parked.Remove(tid);
+                _expected.Remove(tid);
+                return;
+            }
             if (_expected.Remove(tid, out Creation creation)) FirstStop(CreateChild(creation, tid));
+            else if (AdoptThread(tid) is TracedTask thread) FirstStop(thread);
             else _parked[tid] = status;
             return;
         }
@@ -281,6 +311,8 @@ internal sealed partial class Tracer
             OnTaskExit(task, status);
             return;
         }
+        // Held until resumed: if handling this stop fails, the ending path must not wait for another.
+        task.Stopped = true;
         int sig = Wait.WSTOPSIG(status);
         switch (Wait.PtraceEvent(status))
         {
@@ -294,6 +326,11 @@ internal sealed partial class Tracer
             case PTRACE_EVENT_VFORK:
                 OnNewChild(task, Wait.PtraceEvent(status));
                 Resume(task, 0);
+                if (Wait.PtraceEvent(status) == PTRACE_EVENT_VFORK) task.InVfork = true;
+                return;
+            case PTRACE_EVENT_VFORK_DONE:
+                task.InVfork = false;
+                Resume(task, 0);
                 return;
             case PTRACE_EVENT_EXEC:
                 OnExec(task);
@@ -303,12 +340,18 @@ internal sealed partial class Tracer
                 task.Comm = ReadComm(task.Tid) ?? task.Comm;
                 RememberTask(task);
                 Resume(task, 0);
+                task.Exiting = true;
                 return;
             case PTRACE_EVENT_STOP:
                 if (sig is SIGSTOP or SIGTSTP or SIGTTIN or SIGTTOU)
+                {
                     Sys.Listen(task.Tid); // a group-stop: stay stopped as the program asked, until SIGCONT
+                    task.Stopped = false;
+                }
                 else
+                {
                     Resume(task, 0);
+                }
                 return;
             default:
                 Resume(task, 0);
@@ -324,6 +367,14 @@ internal sealed partial class Tracer
             task.PendingSignal = 0;
         }
         Sys.Cont(task.Tid, signal);
+        task.Stopped = false;
+    }
+
+    /// <summary>Holds a signal that arrived while uprec had the task; one more than it can hold is re-sent.</summary>
+    private static void HoldSignal(TracedTask task, int signal)
+    {
+        if (task.PendingSignal == 0) task.PendingSignal = signal;
+        else if (task.PendingSignal != signal) Signals.tgkill(task.Process.Pid, task.Tid, signal);
     }
 
     // ---------------------------------------------------------------- tasks
@@ -336,9 +387,41 @@ internal sealed partial class Tracer
         return task;
     }
 
+    /// <summary>
+    /// A new thread's first stop can come before its creator's clone event, which exit_group may even
+    /// swallow: a thread of a known process needs nothing from that event, so take it at once.
+    /// </summary>
+    private TracedTask? AdoptThread(int tid)
+    {
+        ProcStatus? status = ProcStatus.Read(tid);
+        if (status is null || status.Tgid == tid || !_processes.TryGetValue(status.Tgid, out TracedProcess? process)) return null;
+        TracedTask task = AddTask(process, tid);
+        task.Comm = ReadComm(tid);
+        RememberTask(task, status);
+        _adoptedEarly.Add(tid);
+        return task;
+    }
+
+    /// <summary>Threads adopted before their creator's clone event; the event, when it comes, is then a no-op.</summary>
+    private readonly HashSet<int> _adoptedEarly = [];
+
+    /// <summary>
+    /// A new process whose parent's fork event never came (the parent died first, or we are ending):
+    /// its memory is a copy of its parent's, patches included, so it gets a copy of the parent's sites.
+    /// </summary>
+    private TracedTask? AdoptOrphan(int tid)
+    {
+        ProcStatus? status = ProcStatus.Read(tid);
+        if (status is null || !_processes.TryGetValue(status.PPid, out TracedProcess? parent)) return null;
+        TracedTask? creator = parent.Tasks.Values.FirstOrDefault();
+        if (creator is null) return null;
+        return CreateChild(new Creation(creator, PTRACE_EVENT_FORK), tid);
+    }
+
     private void OnNewChild(TracedTask parent, int ev)
     {
         int child = (int)Sys.GetEventMsg(parent.Tid);
+        if (_adoptedEarly.Remove(child)) return; // a thread taken at its first stop already (maybe gone since)
         var creation = new Creation(parent, ev);
         if (_parked.Remove(child)) FirstStop(CreateChild(creation, child));
         else _expected[child] = creation;
@@ -374,7 +457,8 @@ internal sealed partial class Tracer
             };
             _processes[tid] = process;
             task = AddTask(process, tid);
-            if (creation.Event != PTRACE_EVENT_VFORK && process.Accepted) DropUnwanted(process);
+            // Only after a real fork are the pages the child's own; a clone event may share them.
+            if (creation.Event == PTRACE_EVENT_FORK && process.Accepted) DropUnwanted(process);
         }
         task.Comm = creation.Parent.Comm;
         // A forked child returns through the same stack, hijacked slots included.
@@ -462,13 +546,14 @@ internal sealed partial class Tracer
     /// The first exec may be the gate shell's own (posix_spawn can return before it): the workload is
     /// the image that is the program, or anything that is not the shell, or the second exec in any case.
     /// </summary>
-    private bool IsWorkloadImage(TracedProcess process)
-    {
-        FileKey? exe = FileKey.OfPath($"/proc/{process.Pid}/exe");
-        if (exe is not null && exe == _programKey) return true;
-        if (exe is not null && exe != _shellKey) return true;
-        return _execsSeen >= 2;
-    }
+    private bool IsWorkloadImage(TracedProcess process) => _execsSeen > _gateExecsUnseen;
+
+    /// <summary>
+    /// glibc's posix_spawn returns once the child has exec'd the gate shell, so the first exec event
+    /// is the workload's, whatever its image (a #!/bin/sh script runs /bin/sh too). Should the spawn
+    /// return earlier, the shell's own exec is still to come and is not the workload.
+    /// </summary>
+    private int _gateExecsUnseen;
 
     private static string? ReadLink(string path)
     {
@@ -480,7 +565,8 @@ internal sealed partial class Tracer
     /// <summary>Places the probes of every newly mapped probed file, and the loader hook.</summary>
     private void ScanMappings(TracedProcess process)
     {
-        IReadOnlyList<MapEntry> maps = ReadMaps(process.Pid);
+        IReadOnlyList<MapEntry> maps = ReadMaps(process);
+        if (maps.Count == 0) return; // unreadable now: never take that for "everything was unmapped"
         AddressSpace mm = process.Mm;
         ForgetUnmapped(mm, maps);
         foreach (MapEntry m in maps)
@@ -574,10 +660,23 @@ internal sealed partial class Tracer
         return image is not null;
     }
 
-    private static IReadOnlyList<MapEntry> ReadMaps(int pid)
+    /// <summary>
+    /// The maps through a live thread: /proc/PID/maps of a leader that called pthread_exit reads as
+    /// empty while its other threads run on.
+    /// </summary>
+    private static IReadOnlyList<MapEntry> ReadMaps(TracedProcess process)
     {
-        try { return ProcMaps.Parse(File.ReadAllText($"/proc/{pid}/maps")); }
-        catch (IOException) { return []; }
+        foreach (int tid in process.Tasks.Keys.Prepend(process.Pid).Distinct())
+        {
+            try
+            {
+                var maps = ProcMaps.Parse(File.ReadAllText($"/proc/{process.Pid}/task/{tid}/maps"));
+                if (maps.Count > 0) return maps;
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        return [];
     }
 
     /// <summary>Writes int3 at a site (or adds a consumer to the one already there).</summary>
@@ -726,7 +825,12 @@ internal sealed partial class Tracer
         ulong slot = mm.TryTakeSlot(site.Address);
         if (slot == 0)
         {
-            MapXolRegion(task, site.Address);
+            try { MapXolRegion(task, site.Address); }
+            catch (ProbingException e)
+            {
+                // This site cannot run out of line; the others can still be recorded.
+                return new UnsupportedPlan(0, "", e.Message);
+            }
             slot = mm.TryTakeSlot(site.Address);
         }
         TrapPlan plan = TrapPlanner.Plan(site.Original, site.Address, slot);
@@ -746,7 +850,7 @@ internal sealed partial class Tracer
     private void MapXolRegion(TracedTask task, ulong near)
     {
         AddressSpace mm = task.Process.Mm;
-        IReadOnlyList<MapEntry> maps = ReadMaps(task.Process.Pid);
+        IReadOnlyList<MapEntry> maps = ReadMaps(task.Process);
         int tries = 0;
         foreach (ulong candidate in AddressSpace.CandidateXolAddresses(maps, near))
         {
@@ -789,7 +893,7 @@ internal sealed partial class Tracer
             int sig = Wait.WSTOPSIG(status);
             if (Wait.PtraceEvent(status) == 0 && sig == SIGTRAP) break;
             // A signal arrived first: hold it for the next resume; the step has not happened yet.
-            if (Wait.PtraceEvent(status) == 0) task.PendingSignal = sig;
+            if (Wait.PtraceEvent(status) == 0) HoldSignal(task, sig);
         }
         ulong result = Sys.GetRegs(task.Tid).rax;
         Sys.SetRegs(task.Tid, saved);
@@ -799,7 +903,7 @@ internal sealed partial class Tracer
     /// <summary>Any `0f 05` byte pair in an executable mapping executes as syscall when RIP points at it.</summary>
     private static ulong FindSyscallInstruction(TracedProcess process)
     {
-        IReadOnlyList<MapEntry> maps = ReadMaps(process.Pid);
+        IReadOnlyList<MapEntry> maps = ReadMaps(process);
         var ordered = maps.Where(m => m.Executable).OrderBy(m => m.Path == "[vdso]" ? 0 : 1);
         var buffer = new byte[64 * 1024];
         foreach (MapEntry m in ordered)
@@ -829,26 +933,33 @@ internal sealed partial class Tracer
         _ending = true;
         foreach (TracedTask t in _tasks.Values)
         {
-            if (t.Stopped) continue;
+            if (t.Stopped || t.Exiting) continue;
             try { Sys.Interrupt(t.Tid); }
             catch (TaskGoneException) { }
         }
-        foreach (int tid in _parked.Keys.ToList())
+        // Tasks that cannot stop are not waited for: a zombie leader (its exit is reported only with
+        // the last thread's) and a vfork parent (asleep until its child execs; it shares the child's
+        // memory, which is restored below). Neither runs program code until it is detached.
+        long giveUp = Sys.MonotonicNs() + 2_000_000_000;
+        while ((_tasks.Values.Any(t => !t.Stopped && !t.Exiting && !t.InVfork) || _expected.Count > 0)
+               && Sys.MonotonicNs() < giveUp)
         {
-            // A new task whose parent event never came: it is stopped; detach it like the others.
-            if (_tasks.ContainsKey(tid)) continue;
-            Sys.Detach(tid, 0);
-            _parked.Remove(tid);
-        }
-        while (_tasks.Values.Any(t => !t.Stopped) || _expected.Count > 0)
-        {
-            int tid = Sys.WaitAny(-1, out int status);
+            int tid = Sys.WaitAny(-1, out int status, noHang: true);
             if (tid < 0) break;
+            if (tid == 0) { Thread.Sleep(1); continue; }
             if (tid == _wakerPid) { _wakerPid = 0; continue; }
             try { CollectStop(tid, status); }
             catch (TaskGoneException) { }
         }
-        RestoreAllReturnAddresses(_tasks.Values);
+        // New processes stopped before their parent's event: copies of the parent's memory, patches
+        // included. Adopt them so they are restored and detached like the rest.
+        foreach (int tid in _parked.Keys.ToList())
+        {
+            _parked.Remove(tid);
+            TracedTask? child = AdoptThread(tid) ?? AdoptOrphan(tid);
+            if (child is not null) child.Stopped = true;
+        }
+        RestoreAllReturnAddresses(_tasks.Values.Where(t => t.Stopped));
         foreach (AddressSpace mm in _processes.Values.Select(p => p.Mm).Distinct())
         {
             foreach (Site site in mm.Sites.Values)
@@ -860,9 +971,11 @@ internal sealed partial class Tracer
         }
         foreach (TracedTask t in _tasks.Values.ToList())
         {
+            RememberTask(t);
+            if (!t.Stopped) continue; // detached by the kernel when uprec exits
             try { Sys.Detach(t.Tid, t.PendingSignal); }
             catch (TaskGoneException) { }
-            RememberTask(t);
+            catch (InvalidOperationException e) { _log.Warn(e.Message); }
         }
         _tasks.Clear();
         foreach (TracedProcess p in _processes.Values) p.Mm.Dispose();
@@ -899,10 +1012,13 @@ internal sealed partial class Tracer
                     if (site.Probes.Count > 0) RecordEntry(task, site, Sys.MonotonicNs());
                     Sys.SetRip(tid, site.Address);
                 }
-                else task.PendingSignal = sig;
+                else HoldSignal(task, sig);
                 break;
             case 0:
-                task.PendingSignal = sig;
+                HoldSignal(task, sig);
+                break;
+            case PTRACE_EVENT_VFORK_DONE:
+                task.InVfork = false;
                 break;
             case PTRACE_EVENT_CLONE:
             case PTRACE_EVENT_FORK:
