@@ -23,8 +23,14 @@ public static class Program
             ParseResult parsed = root.Parse(args);
             if (parsed.Errors.Count > 0)
             {
-                // System.CommandLine's own messages, folded into our one-line error contract.
-                throw new UsageException(parsed.Errors[0].Message);
+                // System.CommandLine's own messages, folded into our one-line error contract: the most
+                // specific first (an unknown word says more than "no command").
+                var error = parsed.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal))
+                    ?? parsed.Errors[0];
+                if (parsed.CommandResult.Command == root && error == parsed.Errors[0] && parsed.Errors.Count == 1
+                    && parsed.Tokens.Count == 0)
+                    throw new UsageException("no command given: use record, report, diff, script or list (see 'uprec --help')");
+                throw new UsageException(error.Message + (parsed.CommandResult.Command == root ? " (see 'uprec --help')" : ""));
             }
             return parsed.Invoke();
         });
