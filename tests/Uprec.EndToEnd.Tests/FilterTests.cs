@@ -54,6 +54,21 @@ public sealed class FilterTests(TestPrograms programs) : IDisposable
         Assert.Equal(0, Uprec.ReportOf(trace).Count("spin_work"));
     }
 
+    [Theory]
+    [InlineData("comm == \"renamed\"", "rn_work_as_renamed")]
+    [InlineData("comm == \"rename\"", "rn_work_as_rename")]
+    public void A_comm_filter_follows_a_program_that_renames_itself(string filter, string expectedCountLine)
+    {
+        string binary = programs.Path("rename");
+        string trace = _dir.File("rename.parquet");
+
+        ProcessResult traced = Uprec.Run(["record", "-o", trace, "-e", $"{binary}:rn_work", "--filter", filter, "--", binary]);
+
+        Assert.True(traced.ExitCode == 0, traced.ToString());
+        GroundTruth truth = GroundTruth.Parse(traced.Stdout);
+        Assert.Equal(truth.Count(expectedCountLine), Uprec.ReportOf(trace).Count("rn_work"));
+    }
+
     [Fact]
     public void A_malformed_filter_is_refused_before_anything_starts()
     {

@@ -31,6 +31,7 @@ public sealed class TestPrograms : IDisposable
         ("cxxthrow.cpp", []),
         ("argfilter.c", []),
         ("napper.c", []),
+        ("rename.c", []),
     ];
 
     private readonly TempDirectory _build = new("uprec-e2e-build");

@@ -37,6 +37,9 @@ internal static unsafe class Launcher
         Unistd.close(gateWriteFd);
     }
 
+    /// <summary>A child that exits after a second: its exit wakes the tracer's waitpid once a second.</summary>
+    public static int SpawnTicker() => StartProcess("/bin/sleep", ["/bin/sleep", "1"], gateReadFd: -1, quiet: true);
+
     /// <summary>
     /// Spawns the tracer's waker: a shell blocked reading a pipe whose only writer is uprec. Closing
     /// the write end makes it exit, which wakes the tracer's waitpid; if uprec dies, the pipe closes

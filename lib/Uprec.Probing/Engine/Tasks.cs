@@ -37,6 +37,8 @@ internal sealed class TracedProcess(int pid, int ppid, AddressSpace mm)
     public uint Uid { get; set; }
     /// <summary>wants_probe per probe id for this process's current image: No means never patched here.</summary>
     public Dictionary<int, Uprec.Filters.FilterDecision> Wants { get; } = [];
+    /// <summary>The comm the current wants_probe decisions saw.</summary>
+    public string? DecidedComm { get; set; }
 }
 
 /// <summary>Why a new task appeared: the parent's ptrace event, kept until the child's first stop.</summary>

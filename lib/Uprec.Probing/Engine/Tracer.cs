@@ -169,6 +169,13 @@ internal sealed partial class Tracer
     /// <summary>Ends the waker if it is still there, and reaps it.</summary>
     public void StopWaker()
     {
+        int ticker = _tickerPid;
+        _tickerPid = 0;
+        if (ticker > 0)
+        {
+            Signals.kill(ticker, SIGKILL);
+            Sys.WaitAny(ticker, out _);
+        }
         int fd = Interlocked.Exchange(ref _wakerFd, -1);
         if (fd >= 0) Unistd.close(fd);
         int pid = _wakerPid;
@@ -198,6 +205,7 @@ internal sealed partial class Tracer
     private void Loop()
     {
         ApplySchedulingPolicy();
+        if (_catalog.Probes.Any(p => p.Filter?.Fields.Contains("comm") == true)) _tickerPid = Launcher.SpawnTicker();
         while (_tasks.Count > 0 || _parked.Count > 0 || _expected.Count > 0)
         {
             if (_tasks.Count == 0) AdoptOrDropLeftovers();
@@ -219,6 +227,12 @@ internal sealed partial class Tracer
             if (tid == _wakerPid)
             {
                 _wakerPid = 0;
+                continue;
+            }
+            if (tid == _tickerPid)
+            {
+                _tickerPid = 0;
+                RecheckComms();
                 continue;
             }
             try
@@ -254,6 +268,7 @@ internal sealed partial class Tracer
             if (tid < 0) return false;
             if (tid == 0) { Thread.Sleep(1); continue; }
             if (tid == _wakerPid) { _wakerPid = 0; continue; }
+            if (tid == _tickerPid) { _tickerPid = 0; RecheckComms(); continue; }
             try { Dispatch(tid, status); }
             catch (TaskGoneException) { }
         }
@@ -280,6 +295,33 @@ internal sealed partial class Tracer
         {
             if (!Directory.Exists($"/proc/{tid}")) _expected.Remove(tid);
         }
+    }
+
+    private int _tickerPid;
+
+    /// <summary>
+    /// Filters over comm are decided per process image; a program that renames itself (prctl
+    /// PR_SET_NAME) changes the answer. No ptrace event reports that, so when some filter reads comm,
+    /// uprec looks once a second and re-decides: newly wanted probes are placed, unwanted ones removed.
+    /// </summary>
+    private void RecheckComms()
+    {
+        if (_ending || !_catalog.Probes.Any(p => p.Filter?.Fields.Contains("comm") == true)) return;
+        foreach (TracedProcess process in _processes.Values.ToList())
+        {
+            if (!process.Accepted || process.DecidedComm is null) continue;
+            string? comm = ReadComm(process.Pid);
+            if (comm is null || comm == process.DecidedComm) continue;
+            process.DecidedComm = comm;
+            foreach (TracedTask t in process.Tasks.Values) t.Comm = ReadComm(t.Tid) ?? t.Comm;
+            var affected = _catalog.Probes.Where(p => p.Filter?.Fields.Contains("comm") == true).Select(p => p.Id).ToHashSet();
+            foreach (int id in affected) process.Wants.Remove(id);
+            // A vfork child shares its parent's pages: its own wishes cannot be applied to them alone.
+            if (process.Mm.Users == 1) DropUnwanted(process);
+            process.Mm.Scanned.Clear();
+            ScanMappings(process);
+        }
+        _tickerPid = Launcher.SpawnTicker();
     }
 
     private void MaybeFlush()
@@ -531,6 +573,7 @@ internal sealed partial class Tracer
         process.Mm = new AddressSpace(new ProcessMemory(process.Pid));
         process.LoaderHooked = false;
         process.Wants.Clear();
+        process.DecidedComm = null;
         process.Exe = ReadLink($"/proc/{process.Pid}/exe");
         if (_tasks.TryGetValue(process.Pid, out TracedTask? leader))
         {
@@ -606,7 +649,8 @@ internal sealed partial class Tracer
         if (process.Wants.TryGetValue(probe.Id, out FilterDecision d)) return d;
         ProcStatus? status = ProcStatus.Read(process.Pid);
         if (status is not null) process.Uid = status.Uid;
-        d = HitFields.DecideForProcess(probe.Filter, process, status, ReadComm(process.Pid));
+        process.DecidedComm ??= ReadComm(process.Pid);
+        d = HitFields.DecideForProcess(probe.Filter, process, status, process.DecidedComm);
         process.Wants[probe.Id] = d;
         if (d == FilterDecision.No && !probe.Installed) probe.Note = "no traced process matched its filter";
         return d;
@@ -684,8 +728,12 @@ internal sealed partial class Tracer
     {
         if (mm.Sites.TryGetValue(addr, out Site? existing))
         {
-            if (probe is not null && !existing.Probes.Contains(probe)) existing.Probes.Add(probe);
-            return;
+            if (!existing.Removed)
+            {
+                if (probe is not null && !existing.Probes.Contains(probe)) existing.Probes.Add(probe);
+                return;
+            }
+            mm.Sites.Remove(addr); // taken out earlier (a filter said no); placed afresh below
         }
         byte[] code = mm.ReadOriginalCode(addr, 16);
         byte[] fileBytes = image.ReadBytes(fileOffset, Math.Min(code.Length, 16));
