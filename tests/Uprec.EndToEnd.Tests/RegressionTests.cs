@@ -64,11 +64,11 @@ public sealed class RegressionTests(RegressionPrograms programs) : IClassFixture
     {
         string binary = programs.Path("regress_ljreuse");
 
-        Recording r = Uprec.Record(_dir, [$"{binary}:A%return", $"{binary}:f%return"], binary);
+        // Only A is probed: a return probe on f as well hid the bug (f's own frame resynchronised it).
+        Recording r = Uprec.Record(_dir, [$"{binary}:A%return"], binary);
 
         Assert.Equal("0", r.Truth.Fact("wrong"));
         AssertCallsAndReturns(r, "A");
-        AssertCallsAndReturns(r, "f");
     }
 
     [Fact]
