@@ -110,6 +110,12 @@ public sealed class TraceReader : IDisposable
             {
                 return Create(path, stream, parquet);
             }
+            catch (Exception e) when (e is not TraceFormatException and not OutOfMemoryException)
+            {
+                // Parquet.Net decodes parts of the footer lazily; a damaged one fails here, in any way.
+                parquet.DisposeAsync().AsTask().GetAwaiter().GetResult();
+                throw new TraceFormatException($"'{path}' has an unreadable Parquet footer ({OneLine(e.Message)})", e);
+            }
             catch
             {
                 parquet.DisposeAsync().AsTask().GetAwaiter().GetResult();
@@ -272,7 +278,7 @@ public sealed class TraceReader : IDisposable
         {
             throw;
         }
-        catch (Exception e) when (e is not ArgumentOutOfRangeException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
             throw new TraceFormatException($"trace '{Path}' row group {index} is unreadable ({OneLine(e.Message)})", e);
         }

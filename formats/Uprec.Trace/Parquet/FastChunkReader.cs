@@ -270,6 +270,11 @@ internal sealed class FastChunkReader
         while (o < output.Length)
         {
             ulong h = VarInt(src, ref p);
+            // Zero-length runs would make no progress: only a damaged page has them.
+            if (h >> 1 == 0)
+            {
+                throw new InvalidDataException("empty run in RLE/bit-packed data");
+            }
             if ((h & 1) == 0)
             {
                 int count = Check((long)(h >> 1), output.Length - o);
