@@ -13,6 +13,9 @@ namespace Uprec.Probing.Engine;
 internal static unsafe class Launcher
 {
     public const string GateShell = "/bin/sh";
+
+    /// <summary>`read` consumes the release byte; closing fd 3 before exec leaves the program no trace of the gate.</summary>
+    public const string GateScript = "read -r _ <&3; exec 3<&-; exec \"$0\" \"$@\"";
     private const int GateFd = 3;
 
     /// <summary>Spawns `sh -c 'read gate; exec "$0" "$@"' CMD ARGS` with fd 3 reading the gate pipe.</summary>
@@ -21,8 +24,7 @@ internal static unsafe class Launcher
         int* fds = stackalloc int[2];
         if (Unistd.pipe2(fds, Unistd.O_CLOEXEC) != 0)
             throw new InvalidOperationException($"pipe2 failed: {Errno.Describe(Errno.Last)}");
-        // `read` consumes the release byte; closing fd 3 before exec leaves the program no trace of the gate.
-        var argv = new List<string> { GateShell, "-c", $"read -r _ <&{GateFd}; exec {GateFd}<&-; exec \"$0\" \"$@\"" };
+        var argv = new List<string> { GateShell, "-c", GateScript };
         argv.AddRange(command);
         int pid = StartProcess(argv[0], argv, gateReadFd: fds[0]);
         Unistd.close(fds[0]);

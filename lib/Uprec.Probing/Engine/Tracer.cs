@@ -31,7 +31,6 @@ internal sealed partial class Tracer
     private readonly Dictionary<int, Creation> _expected = [];
     private readonly Dictionary<int, TaskMeta> _taskMeta = [];
     private readonly Dictionary<FileKey, ElfImage?> _interpreters = [];
-    private readonly FileKey? _shellKey = FileKey.OfPath(Launcher.GateShell);
 
     private volatile StopReason _stopRequest;
     private volatile int _wakerPid;
@@ -40,7 +39,6 @@ internal sealed partial class Tracer
     private int _workloadPid;
     private int? _workloadStatus;
     private long _lastFlush = Stopwatch.GetTimestamp();
-    private int _execsSeen;
 
     public Tracer(Catalog catalog, TraceWriter writer, IRecordLog log)
     {
@@ -71,7 +69,6 @@ internal sealed partial class Tracer
         StartWaker();
         var (pid, gate) = Launcher.SpawnGated(command);
         _workloadPid = pid;
-        _gateExecsUnseen = FileKey.OfPath($"/proc/{pid}/exe") == _shellKey ? 0 : 1;
         int err = Sys.TrySeize(pid, TraceOptions | PTRACE_O_EXITKILL);
         if (err != 0)
         {
@@ -552,7 +549,6 @@ internal sealed partial class Tracer
 
     private void OnExec(TracedTask task)
     {
-        _execsSeen++;
         TracedProcess process = task.Process;
         int former = (int)Sys.GetEventMsg(task.Tid);
         // After exec only the thread group leader is left; the others vanish without a further report
@@ -589,14 +585,21 @@ internal sealed partial class Tracer
     /// The first exec may be the gate shell's own (posix_spawn can return before it): the workload is
     /// the image that is the program, or anything that is not the shell, or the second exec in any case.
     /// </summary>
-    private bool IsWorkloadImage(TracedProcess process) => _execsSeen > _gateExecsUnseen;
-
     /// <summary>
-    /// glibc's posix_spawn returns once the child has exec'd the gate shell, so the first exec event
-    /// is the workload's, whatever its image (a #!/bin/sh script runs /bin/sh too). Should the spawn
-    /// return earlier, the shell's own exec is still to come and is not the workload.
+    /// Whether an exec is the workload's rather than the gate shell's own. posix_spawn may return, and
+    /// uprec seize the child, before or after the shell's exec is reported, so neither counting execs
+    /// nor the image helps (a #!/bin/sh workload runs /bin/sh too); the new image's argv does: the gate
+    /// runs with the gate script as its -c argument, which no workload has.
     /// </summary>
-    private int _gateExecsUnseen;
+    private static bool IsWorkloadImage(TracedProcess process)
+    {
+        try
+        {
+            string cmdline = File.ReadAllText($"/proc/{process.Pid}/cmdline");
+            return !cmdline.Contains(Launcher.GateScript, StringComparison.Ordinal);
+        }
+        catch (IOException) { return true; }
+    }
 
     private static string? ReadLink(string path)
     {
