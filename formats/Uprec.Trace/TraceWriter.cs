@@ -158,6 +158,35 @@ public sealed class TraceWriter : IDisposable
     /// <summary>The argument columns this writer's schema has, in column order.</summary>
     public IReadOnlyList<ArgColumn> ArgColumns => _argColumns;
 
+    /// <summary>
+    /// Declares a probe found after the writer started (a glob over a library loaded later), so its
+    /// rows carry its name. The columns were fixed by the first row group: a capture whose name has no
+    /// column yet is not stored (the footer's metadata still lists it). Call it from the appending thread.
+    /// </summary>
+    public void DeclareProbe(ProbeMeta probe)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_probes.ContainsKey(probe.Id))
+        {
+            return;
+        }
+        int[] columns = probe.Args.Select(a => IndexOfArgColumn(a.Name)).ToArray();
+        _probes[probe.Id] = (_probeNames.Count, columns);
+        _probeNames.Add(probe.Name);
+    }
+
+    private int IndexOfArgColumn(string name)
+    {
+        for (int i = 0; i < _argColumns.Count; i++)
+        {
+            if (_argColumns[i].Name == name)
+            {
+                return i;
+            }
+        }
+        return -1;
+    }
+
     public void Append(in HitRecord hit)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -186,7 +215,11 @@ public sealed class TraceWriter : IDisposable
                 int n = Math.Min(args.Length, probe.ArgColumn.Length);
                 for (int i = 0; i < n; i++)
                 {
-                    rows.Args[probe.ArgColumn[i]][row] = args[i];
+                    int column = probe.ArgColumn[i];
+                    if (column >= 0)
+                    {
+                        rows.Args[column][row] = args[i];
+                    }
                 }
             }
         }

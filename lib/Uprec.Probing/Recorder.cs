@@ -89,6 +89,7 @@ public static class Recorder
         {
             Probes = catalog.Probes.Select(p => p.ToMeta()).ToList(),
         });
+        catalog.ProbeAdded += probe => writer.DeclareProbe(probe.ToMeta());
         var tracer = new Tracer(catalog, writer, log) { IdleTracer = request.IdleTracer };
         Exception? failure = null;
         var thread = new Thread(() =>

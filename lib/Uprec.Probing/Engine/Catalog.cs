@@ -21,6 +21,8 @@ internal readonly record struct FileKey(uint Major, uint Minor, ulong Inode)
 internal sealed class Probe
 {
     public required int Id { get; init; }
+    /// <summary>Stands for a spec whose library was not found before the start, until it is mapped.</summary>
+    public bool Placeholder { get; init; }
     public required ProbeSpec Spec { get; init; }
     public required string Name { get; init; }
     public string? Binary { get; set; }
@@ -68,6 +70,10 @@ internal sealed class Catalog
     private readonly Dictionary<ProbeSpec, Filter?> _filters = new(ReferenceEqualityComparer.Instance);
 
     public List<Probe> Probes { get; } = [];
+    private int _nextId;
+
+    /// <summary>Raised for probes found while tracing (a glob over a library resolved when first mapped).</summary>
+    public event Action<Probe>? ProbeAdded;
 
     public IEnumerable<FileProbes> Files => _byFile.Values;
 
@@ -91,7 +97,7 @@ internal sealed class Catalog
                     catalog._pendingShortNames.Add(spec);
                     catalog.Probes.Add(new Probe
                     {
-                        Id = catalog.Probes.Count, Spec = spec, Name = spec.DisplayName, Binary = spec.Binary,
+                        Id = catalog._nextId++, Placeholder = true, Spec = spec, Name = spec.DisplayName, Binary = spec.Binary,
                         Symbol = spec.Symbol, FileOffset = spec.IsFileOffset ? spec.Offset : 0, Filter = filter,
                         Note = $"library '{spec.Binary}' was never loaded",
                     });
@@ -116,18 +122,21 @@ internal sealed class Catalog
             file = new FileProbes(key, fullPath, image);
             _byFile[key] = file;
         }
-        foreach (ResolvedSite site in ProbeResolver.Resolve(spec, image))
+        IReadOnlyList<ResolvedSite> sites = ProbeResolver.Resolve(spec, image);
+        // A spec that waited for its library is now real: its stand-in leaves the report.
+        Probes.RemoveAll(p => p.Placeholder && ReferenceEquals(p.Spec, spec));
+        foreach (ResolvedSite site in sites)
         {
-            // A spec resolved earlier under its short name keeps its probe (and its id) once the file is seen.
-            Probe? probe = Probes.FirstOrDefault(p => ReferenceEquals(p.Spec, spec) && !p.Installed
-                && p.Note is not null && (p.Symbol is null || p.Symbol == site.SymbolName) && p.Binary == spec.Binary);
+            // The same function in another file with the same short name keeps one probe.
+            Probe? probe = Probes.FirstOrDefault(p => ReferenceEquals(p.Spec, spec) && p.Symbol == site.SymbolName);
             if (probe is null)
             {
                 probe = new Probe
                 {
-                    Id = Probes.Count, Spec = spec, Name = site.ProbeName, Symbol = site.SymbolName, Filter = _filters[spec],
+                    Id = _nextId++, Spec = spec, Name = site.ProbeName, Symbol = site.SymbolName, Filter = _filters[spec],
                 };
                 Probes.Add(probe);
+                ProbeAdded?.Invoke(probe);
             }
             if (spec.IsReturn && site.FileOffset != site.FunctionFileOffset)
                 throw new ProbingException($"'{spec.Text}': a %return probe must be at a function's entry, not inside it");
