@@ -19,6 +19,18 @@ public sealed class BadInputTests(TestPrograms programs) : IDisposable
         Assert.Contains(mustMention, lines[0]);
     }
 
+    [Fact]
+    public void Attaching_to_a_process_that_is_not_yours_or_not_there_is_refused()
+    {
+        string binary = programs.Path("firstinsn");
+        // .ci/run runs this suite as root and again as an unprivileged user: as the user, pid 1 (root's
+        // init) is another user's process; as root every process is ours, so a missing pid is checked.
+        bool root = Environment.UserName == "root";
+        string pid = root ? "999999999" : "1";
+        ProcessResult r = Uprec.Run(["record", "-p", pid, "--duration", "1", "-o", _dir.File("t.parquet"), "-e", $"{binary}:fi_push"]);
+        AssertOneLineError(r, root ? "no process 999999999" : "belongs to uid 0");
+    }
+
     private ProcessResult Record(params string[] specsThenProgram)
     {
         int dash = Array.IndexOf(specsThenProgram, "--");
