@@ -1,5 +1,8 @@
 using System.Runtime.InteropServices;
 
+// C names are kept in this library on purpose (struct iovec, stat_t): CS8981 warns about lower-case type names.
+#pragma warning disable CS8981
+
 namespace Uprec.Native;
 
 /// <summary>unistd.h, fcntl.h, sys/uio.h, time.h, sched.h, sys/stat.h: the plain calls uprec needs.</summary>

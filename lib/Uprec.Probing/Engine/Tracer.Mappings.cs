@@ -1,0 +1,241 @@
+using System.Diagnostics;
+using Uprec.Filters;
+using Uprec.Native;
+using Uprec.Probing.Arch;
+using Uprec.Symbols;
+using Uprec.Trace;
+using static Uprec.Native.Ptrace;
+using static Uprec.Native.Signals;
+
+namespace Uprec.Probing.Engine;
+
+/// <summary>Exec, mappings and placing probes: probes follow the file into every image that maps it.</summary>
+internal sealed partial class Tracer
+{
+    // ---------------------------------------------------------------- exec and mappings
+
+    private void OnExec(TracedTask task)
+    {
+        TracedProcess process = task.Process;
+        int former = (int)Sys.GetEventMsg(task.Tid);
+        // After exec only the thread group leader is left; the others vanish without a further report
+        // we can rely on, so forget them now (their late exit notifications are ignored).
+        foreach (TracedTask other in process.Tasks.Values.ToList())
+        {
+            if (other.Tid == process.Pid) continue;
+            RememberTask(other);
+            process.Tasks.Remove(other.Tid);
+            _tasks.Remove(other.Tid);
+        }
+        if (former != process.Pid && !_tasks.ContainsKey(process.Pid))
+        {
+            _tasks.Remove(former);
+            AddTask(process, process.Pid);
+        }
+        process.Mm.Dispose();
+        process.Mm = new AddressSpace(new ProcessMemory(process.Pid));
+        process.LoaderHooked = false;
+        process.Wants.Clear();
+        process.DecidedComm = null;
+        process.Exe = ReadLink($"/proc/{process.Pid}/exe");
+        if (_tasks.TryGetValue(process.Pid, out TracedTask? leader))
+        {
+            leader.Frames.Clear();
+            leader.Comm = ReadComm(process.Pid);
+            RememberTask(leader);
+        }
+        if (!process.Accepted) process.Accepted = IsWorkloadImage(process);
+        if (process.Accepted && !_ending) ScanMappings(process);
+    }
+
+    /// <summary>
+    /// The first exec may be the gate shell's own (posix_spawn can return before it): the workload is
+    /// the image that is the program, or anything that is not the shell, or the second exec in any case.
+    /// </summary>
+    /// <summary>
+    /// Whether an exec is the workload's rather than the gate shell's own. posix_spawn may return, and
+    /// uprec seize the child, before or after the shell's exec is reported, so neither counting execs
+    /// nor the image helps (a #!/bin/sh workload runs /bin/sh too); the new image's argv does: the gate
+    /// runs with the gate script as its -c argument, which no workload has.
+    /// </summary>
+    private static bool IsWorkloadImage(TracedProcess process)
+    {
+        try
+        {
+            string cmdline = File.ReadAllText($"/proc/{process.Pid}/cmdline");
+            return !cmdline.Contains(Launcher.GateScript, StringComparison.Ordinal);
+        }
+        catch (IOException) { return true; }
+    }
+
+    private static string? ReadLink(string path)
+    {
+        try { return new FileInfo(path).LinkTarget; }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>Places the probes of every newly mapped probed file, and the loader hook.</summary>
+    private void ScanMappings(TracedProcess process)
+    {
+        IReadOnlyList<MapEntry> maps = ReadMaps(process);
+        if (maps.Count == 0) return; // unreadable now: never take that for "everything was unmapped"
+        AddressSpace mm = process.Mm;
+        ForgetUnmapped(mm, maps);
+        foreach (MapEntry m in maps)
+        {
+            if (!m.Executable || m.Path is null || m.Inode == 0) continue;
+            var key = FileKey.Of(m);
+            if (!mm.Scanned.Add((key, m.Start))) continue;
+            FileProbes? file = _catalog.ForMapping(m);
+            if (file is not null)
+            {
+                foreach (FileSite fs in file.Sites)
+                {
+                    if (fs.FileOffset < (long)m.Offset || fs.FileOffset >= (long)m.Offset + (long)(m.End - m.Start)) continue;
+                    ulong addr = m.Start + (ulong)(fs.FileOffset - (long)m.Offset);
+                    if (Wants(process, fs.Probe) == FilterDecision.No) continue;
+                    Install(mm, addr, key, fs.FileOffset, file.Image, fs.Probe, SiteKind.Probe);
+                }
+            }
+            if (HasReturnProbes) HookUnwinder(mm, m, key);
+            if (!process.LoaderHooked && IsInterpreter(process, key, m.Path, out ElfImage? ld))
+            {
+                ElfSymbol? hook = ld!.FindSymbol("_dl_debug_state");
+                long? off = hook is null ? null : ld.VaddrToFileOffset(hook.Value);
+                if (off is long o && o >= (long)m.Offset && o < (long)m.Offset + (long)(m.End - m.Start))
+                {
+                    Install(mm, m.Start + (ulong)(o - (long)m.Offset), key, o, ld, null, SiteKind.Loader);
+                    process.LoaderHooked = true;
+                }
+            }
+        }
+    }
+
+    /// <summary>wants_probe: whether this process's image should carry the probe at all, decided once per image.</summary>
+    private static FilterDecision Wants(TracedProcess process, Probe probe)
+    {
+        if (probe.Filter is null) return FilterDecision.Yes;
+        if (process.Wants.TryGetValue(probe.Id, out FilterDecision d)) return d;
+        ProcStatus? status = ProcStatus.Read(process.Pid);
+        if (status is not null) process.Uid = status.Uid;
+        process.DecidedComm ??= ReadComm(process.Pid);
+        d = HitFields.DecideForProcess(probe.Filter, process, status, process.DecidedComm);
+        process.Wants[probe.Id] = d;
+        if (d == FilterDecision.No && !probe.Installed) probe.Note = "no traced process matched its filter";
+        return d;
+    }
+
+    /// <summary>
+    /// A forked child inherited every patch of its parent; those of probes the child does not want
+    /// are taken out of the child alone (its pages are its own copy).
+    /// </summary>
+    private static void DropUnwanted(TracedProcess child)
+    {
+        foreach (Site site in child.Mm.Sites.Values)
+        {
+            if (site.Removed || site.Kind != SiteKind.Probe || site.Probes.Count == 0) continue;
+            site.Probes.RemoveAll(p => Wants(child, p) == FilterDecision.No);
+            if (site.Probes.Count > 0) continue;
+            child.Mm.Memory.TryWrite(site.Address, site.Original.AsSpan(0, 1));
+            site.Removed = true;
+        }
+    }
+
+    /// <summary>
+    /// After dlclose the library's pages are gone, and with them our patches: forget those sites (there
+    /// is nothing to restore), so that a later load, at the same address or another, is patched afresh.
+    /// </summary>
+    private static void ForgetUnmapped(AddressSpace mm, IReadOnlyList<MapEntry> maps)
+    {
+        var live = maps.Where(m => m.Executable && m.Inode != 0).ToList();
+        mm.Scanned.RemoveWhere(k => !live.Any(m => FileKey.Of(m) == k.Item1 && m.Start == k.Item2));
+        foreach (Site site in mm.Sites.Values.ToList())
+        {
+            if (site.Removed || site.Kind == SiteKind.Loader) continue;
+            bool mapped = live.Any(m => FileKey.Of(m) == site.File && site.Address >= m.Start && site.Address < m.End);
+            if (!mapped) mm.Sites.Remove(site.Address);
+        }
+    }
+
+    private bool IsInterpreter(TracedProcess process, FileKey key, string path, out ElfImage? image)
+    {
+        if (!_interpreters.TryGetValue(key, out image))
+        {
+            image = null;
+            // The dynamic loader is the only mapped file that is its own interpreter target: ld-linux*.
+            if (Path.GetFileName(path).StartsWith("ld-", StringComparison.Ordinal))
+            {
+                try { image = ElfImage.Load(path); }
+                catch (SymbolException) { image = null; }
+            }
+            _interpreters[key] = image;
+        }
+        return image is not null;
+    }
+
+    /// <summary>
+    /// The maps through a live thread: /proc/PID/maps of a leader that called pthread_exit reads as
+    /// empty while its other threads run on.
+    /// </summary>
+    private static IReadOnlyList<MapEntry> ReadMaps(TracedProcess process)
+    {
+        foreach (int tid in process.Tasks.Keys.Prepend(process.Pid).Distinct())
+        {
+            try
+            {
+                var maps = ProcMaps.Parse(File.ReadAllText($"/proc/{process.Pid}/task/{tid}/maps"));
+                if (maps.Count > 0) return maps;
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        return [];
+    }
+
+    /// <summary>Writes int3 at a site (or adds a consumer to the one already there).</summary>
+    private void Install(AddressSpace mm, ulong addr, FileKey key, long fileOffset, ElfImage image, Probe? probe, SiteKind kind)
+    {
+        if (mm.Sites.TryGetValue(addr, out Site? existing))
+        {
+            if (!existing.Removed)
+            {
+                if (probe is not null && !existing.Probes.Contains(probe)) existing.Probes.Add(probe);
+                return;
+            }
+            mm.Sites.Remove(addr); // taken out earlier (a filter said no); placed afresh below
+        }
+        byte[] code = mm.ReadOriginalCode(addr, 16);
+        byte[] fileBytes = image.ReadBytes(fileOffset, Math.Min(code.Length, 16));
+        if (code.Length == 0 || !code.AsSpan(0, fileBytes.Length).SequenceEqual(fileBytes))
+        {
+            // Someone else (a debugger, a self-modifying program) changed this code: never patch over it.
+            if (probe is not null) probe.Note = $"code at 0x{addr:x} differs from the file; not patched";
+            return;
+        }
+        // Decide now whether the trap path can handle the instruction; the real slot comes at the first hit.
+        TrapPlan plan = TrapPlanner.Plan(code, addr, addr);
+        if (plan is UnsupportedPlan u)
+        {
+            if (probe is not null) probe.Note = $"cannot probe '{plan.Instruction}': {u.Reason}";
+            return;
+        }
+        if (!mm.Memory.TryWrite(addr, [0xCC]))
+        {
+            if (probe is not null) probe.Note = $"cannot write at 0x{addr:x}: {Errno.Describe(Errno.Last)}";
+            return;
+        }
+        var site = new Site
+        {
+            Address = addr, Original = code, File = key, FileOffset = fileOffset, Kind = kind,
+            Plan = plan is EmulatePlan ? plan : null,
+        };
+        if (probe is not null)
+        {
+            site.Probes.Add(probe);
+            probe.Installed = true;
+            probe.HitPath = "trap";
+        }
+        mm.Sites[addr] = site;
+    }
+}
