@@ -43,6 +43,9 @@ public sealed class TraceBatch
 /// </summary>
 public sealed class TraceReader : IDisposable
 {
+    /// <summary>How long decoding a footer may take before the file is called damaged.</summary>
+    private static readonly TimeSpan FooterTimeout = TimeSpan.FromSeconds(5);
+
     private readonly Stream _stream;
     private readonly ParquetReader _parquet;
     private readonly Dictionary<string, DataField> _fields;
@@ -99,12 +102,23 @@ public sealed class TraceReader : IDisposable
             ParquetReader parquet;
             try
             {
-                parquet = ParquetReader.CreateAsync(stream, new ParquetOptions(), leaveStreamOpen: true)
-                    .GetAwaiter().GetResult();
+                // Parquet.Net 6.1.0 can loop forever on some damaged footers: a footer of ours decodes in
+                // milliseconds, so one that takes longer than this is refused as damaged rather than hanging.
+                Task<ParquetReader> opening = Task.Run(() => ParquetReader.CreateAsync(stream, new ParquetOptions(), leaveStreamOpen: true));
+                if (!opening.Wait(FooterTimeout))
+                {
+                    throw new TraceFormatException($"'{path}' is not a readable Parquet file (its footer could not be decoded in {FooterTimeout.TotalSeconds:0} s; the file is damaged)");
+                }
+                parquet = opening.GetAwaiter().GetResult();
+            }
+            catch (TraceFormatException)
+            {
+                throw;
             }
             catch (Exception e)
             {
-                throw new TraceFormatException($"'{path}' is not a readable Parquet file ({OneLine(e.Message)})", e);
+                Exception inner = e is AggregateException { InnerException: { } only } ? only : e;
+                throw new TraceFormatException($"'{path}' is not a readable Parquet file ({OneLine(inner.Message)})", inner);
             }
             try
             {
