@@ -16,6 +16,7 @@ public sealed class ReturnProbeTests(TestPrograms programs) : IDisposable
     [InlineData("sighandler", new[] { "sh_work" })]
     [InlineData("longjmp", new[] { "lj_outer", "lj_middle", "lj_inner" })]
     [InlineData("cxxthrow", new[] { "ct_outer", "ct_middle", "ct_thrower" })]
+    [InlineData("btrace", new[] { "bt_work" })]
     public void Calls_and_returns_match_the_program(string program, string[] functions)
     {
         foreach (Linkage linkage in Enum.GetValues<Linkage>())

@@ -32,6 +32,7 @@ public sealed class TestPrograms : IDisposable
         ("argfilter.c", []),
         ("napper.c", []),
         ("rename.c", []),
+        ("btrace.c", ["-rdynamic"]), // dladdr names main in its own backtrace
     ];
 
     private readonly TempDirectory _build = new("uprec-e2e-build");

@@ -33,6 +33,10 @@ internal enum SiteKind
     Unwind,
     /// <summary>__cxa_begin_catch: frames below the handler are gone; re-hijack those still live.</summary>
     Catch,
+    /// <summary>_Unwind_Backtrace: like Unwind, but the stack survives, so its return re-hijacks.</summary>
+    Backtrace,
+    /// <summary>Where a backtrace returns to: hijack again what the backtrace had put back; then removed.</summary>
+    Rehijack,
 }
 
 /// <summary>An executable area uprec mapped into the target for out-of-line copies (the seed's XOL area).</summary>

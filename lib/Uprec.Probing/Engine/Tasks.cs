@@ -13,6 +13,8 @@ internal sealed class TracedTask(int tid, TracedProcess process)
     public bool Exiting { get; set; }
     /// <summary>A vfork parent until the child execs or exits: it cannot be stopped meanwhile.</summary>
     public bool InVfork { get; set; }
+    /// <summary>While in a backtrace: the address it returns to, where hijacked frames are hijacked again.</summary>
+    public ulong RehijackAt { get; set; }
     /// <summary>The shadow stack of %return calls in flight, oldest first.</summary>
     public List<ReturnFrame> Frames { get; set; } = [];
     /// <summary>A signal that arrived while uprec held the task; delivered when it is resumed or detached.</summary>

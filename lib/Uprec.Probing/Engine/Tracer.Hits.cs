@@ -40,7 +40,10 @@ internal sealed partial class Tracer
         if (site.Probes.Count > 0) RecordEntry(task, site, now);
         if (site.Kind == SiteKind.Unwind) RestoreReturnAddresses(task);
         else if (site.Kind == SiteKind.Catch) RehijackAfterCatch(task);
-        ContinuePastSite(task, site);
+        else if (site.Kind == SiteKind.Backtrace) OnBacktrace(task);
+        else if (site.Kind == SiteKind.Rehijack) OnRehijack(task, site);
+        if (site.Removed) Sys.SetRip(task.Tid, site.Address);
+        else ContinuePastSite(task, site);
         if (site.IsLoaderEvent && !_ending) ScanMappings(task.Process);
         Resume(task, 0);
         return true;

@@ -193,8 +193,22 @@ internal sealed partial class Tracer
         return [];
     }
 
+    /// <summary>
+    /// An internal breakpoint at an address known only at run time (where a call returns to); the
+    /// file behind it is looked up in the maps. False when it cannot be placed.
+    /// </summary>
+    private bool InstallInternal(TracedProcess process, ulong addr, SiteKind kind)
+    {
+        AddressSpace mm = process.Mm;
+        if (mm.Sites.TryGetValue(addr, out Site? existing) && !existing.Removed) return existing.Kind == kind;
+        MapEntry? m = ReadMaps(process).FirstOrDefault(e => e.Executable && e.Inode != 0 && addr >= e.Start && addr < e.End);
+        if (m is null) return false;
+        Install(mm, addr, FileKey.Of(m), (long)(m.Offset + (addr - m.Start)), null, null, kind);
+        return mm.Sites.TryGetValue(addr, out Site? placed) && !placed.Removed && placed.Kind == kind;
+    }
+
     /// <summary>Writes int3 at a site (or adds a consumer to the one already there).</summary>
-    private void Install(AddressSpace mm, ulong addr, FileKey key, long fileOffset, ElfImage image, Probe? probe, SiteKind kind)
+    private void Install(AddressSpace mm, ulong addr, FileKey key, long fileOffset, ElfImage? image, Probe? probe, SiteKind kind)
     {
         if (mm.Sites.TryGetValue(addr, out Site? existing))
         {
@@ -206,7 +220,7 @@ internal sealed partial class Tracer
             mm.Sites.Remove(addr); // taken out earlier (a filter said no); placed afresh below
         }
         byte[] code = mm.ReadOriginalCode(addr, 16);
-        byte[] fileBytes = image.ReadBytes(fileOffset, Math.Min(code.Length, 16));
+        byte[] fileBytes = image?.ReadBytes(fileOffset, Math.Min(code.Length, 16)) ?? code;
         if (code.Length == 0 || !code.AsSpan(0, fileBytes.Length).SequenceEqual(fileBytes))
         {
             // Someone else (a debugger, a self-modifying program) changed this code: never patch over it.

@@ -39,7 +39,7 @@ internal sealed class ReturnFrame(ulong slot, ulong originalReturn, List<Probe> 
 internal sealed partial class Tracer
 {
     private static readonly string[] UnwindEntries =
-        ["_Unwind_RaiseException", "_Unwind_Resume_or_Rethrow", "_Unwind_ForcedUnwind", "_Unwind_Backtrace"];
+        ["_Unwind_RaiseException", "_Unwind_Resume_or_Rethrow", "_Unwind_ForcedUnwind"];
 
     /// <summary>Shadow stacks deeper than this are checked for frames that longjmp left behind.</summary>
     private const int ShadowStackCheckDepth = 256;
@@ -57,7 +57,7 @@ internal sealed partial class Tracer
         try { image = ElfImage.Load(m.Path!); }
         catch (SymbolException) { return; }
         IEnumerable<(string Name, SiteKind Kind)> hooks = gcc
-            ? UnwindEntries.Select(n => (n, SiteKind.Unwind))
+            ? UnwindEntries.Select(n => (n, SiteKind.Unwind)).Append(("_Unwind_Backtrace", SiteKind.Backtrace))
             : [("__cxa_begin_catch", SiteKind.Catch)];
         foreach (var (symbol, kind) in hooks)
         {
@@ -209,6 +209,35 @@ internal sealed partial class Tracer
     {
         Span<byte> word = stackalloc byte[8];
         return memory.TryRead(address, word) ? BitConverter.ToUInt64(word) : null;
+    }
+
+    /// <summary>
+    /// _Unwind_Backtrace walks the stack and returns (backtrace(), boost::stacktrace): put the real
+    /// return addresses back for the walk, and set a one-shot breakpoint where it returns to, at which
+    /// the frames still live are hijacked again (uftrace wraps backtrace() for the same reason).
+    /// </summary>
+    private void OnBacktrace(TracedTask task)
+    {
+        RestoreReturnAddresses(task);
+        if (task.Frames.Count == 0) return;
+        ulong rsp = Sys.GetRegs(task.Tid).rsp;
+        if (ReadWord(task.Process.Mm.Memory, rsp) is not ulong back) return;
+        if (InstallInternal(task.Process, back, SiteKind.Rehijack)) task.RehijackAt = back;
+    }
+
+    /// <summary>The backtrace returned: hijack again the frames it had been given back.</summary>
+    private void OnRehijack(TracedTask task, Site site)
+    {
+        if (task.RehijackAt == site.Address)
+        {
+            task.RehijackAt = 0;
+            RehijackAfterCatch(task);
+        }
+        if (_tasks.Values.Any(t => t.RehijackAt == site.Address)) return;
+        // Nobody else is inside a backtrace returning here: the breakpoint goes (this thread then runs
+        // the original instruction in place).
+        task.Process.Mm.Memory.TryWrite(site.Address, site.Original.AsSpan(0, 1));
+        site.Removed = true;
     }
 
     /// <summary>Detach: every hijacked slot gets its original return address back (the program runs on untraced).</summary>
