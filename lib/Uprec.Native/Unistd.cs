@@ -37,14 +37,8 @@ public static unsafe partial class Unistd
     [LibraryImport("libc")]
     public static partial uint getuid();
 
-    [LibraryImport("libc", SetLastError = true)]
-    public static partial int sched_setaffinity(int pid, nint cpusetsize, ulong* mask);
 
-    [LibraryImport("libc", SetLastError = true)]
-    public static partial int sched_getaffinity(int pid, nint cpusetsize, ulong* mask);
 
-    [LibraryImport("libc")]
-    public static partial int sched_getcpu();
 
     public const int SCHED_OTHER = 0, SCHED_IDLE = 5;
 

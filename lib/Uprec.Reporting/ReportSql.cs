@@ -39,20 +39,7 @@ public static class ReportSql
         if (request.Filter is not null)
         {
             Filter filter = Filter.Parse(request.Filter);
-            var kinds = new Dictionary<string, FilterValueKind>(StringComparer.Ordinal)
-            {
-                [TraceColumns.TimeNs] = FilterValueKind.Integer,
-                [TraceColumns.Pid] = FilterValueKind.Integer,
-                [TraceColumns.Tid] = FilterValueKind.Integer,
-                [TraceColumns.Probe] = FilterValueKind.String,
-                [TraceColumns.Kind] = FilterValueKind.String,
-                [TraceColumns.DurationNs] = FilterValueKind.Integer,
-                [TraceColumns.Comm] = FilterValueKind.String,
-            };
-            foreach ((string name, ArgColumnType type) in argColumns)
-            {
-                kinds[name] = type == ArgColumnType.String ? FilterValueKind.String : FilterValueKind.Integer;
-            }
+            Dictionary<string, FilterValueKind> kinds = RowFilter.FieldKinds(argColumns.Select(c => (c.Key, c.Value)));
             filter.Check(kinds);
             where.Add(ToSql(filter.Root, kinds));
         }

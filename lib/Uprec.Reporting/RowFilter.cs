@@ -29,6 +29,13 @@ internal sealed class RowFilter
     public static RowFilter Create(string text, IEnumerable<TraceReader> readers)
     {
         Filter filter = Filter.Parse(text);
+        filter.Check(FieldKinds(readers.SelectMany(r => r.ArgColumns).Select(a => (a.Name, a.Type))));
+        return new RowFilter(filter);
+    }
+
+    /// <summary>The fields a report filter may read, with their kinds: the fixed columns and the argument columns.</summary>
+    internal static Dictionary<string, FilterValueKind> FieldKinds(IEnumerable<(string Name, ArgColumnType Type)> argColumns)
+    {
         var fields = new Dictionary<string, FilterValueKind>(StringComparer.Ordinal)
         {
             [TraceColumns.TimeNs] = FilterValueKind.Integer,
@@ -39,15 +46,11 @@ internal sealed class RowFilter
             [TraceColumns.DurationNs] = FilterValueKind.Integer,
             [TraceColumns.Comm] = FilterValueKind.String,
         };
-        foreach (TraceReader reader in readers)
+        foreach ((string name, ArgColumnType type) in argColumns)
         {
-            foreach (ArgColumn arg in reader.ArgColumns)
-            {
-                fields[arg.Name] = arg.Type == ArgColumnType.String ? FilterValueKind.String : FilterValueKind.Integer;
-            }
+            fields[name] = type == ArgColumnType.String ? FilterValueKind.String : FilterValueKind.Integer;
         }
-        filter.Check(fields);
-        return new RowFilter(filter);
+        return fields;
     }
 
     public bool Matches(TraceBatch batch, int row)

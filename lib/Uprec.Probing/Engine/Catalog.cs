@@ -30,6 +30,9 @@ internal sealed class Probe
     public long FileOffset { get; set; }
     /// <summary>The --filter that followed this probe's -e, if any.</summary>
     public Filter? Filter { get; init; }
+    /// <summary>Whether each hit needs the registers (captures, or filter terms over hit fields); decided once.</summary>
+    public bool NeedsRegisters => _needsRegisters ??= HitFields.NeedsRegisters(this);
+    private bool? _needsRegisters;
     /// <summary>Exact hits, counted by the tracer on every stop (the trap path cannot drop a hit).</summary>
     public long Count;
     public bool Installed { get; set; }

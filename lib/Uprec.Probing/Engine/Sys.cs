@@ -57,13 +57,6 @@ internal static unsafe class Sys
         return msg;
     }
 
-    public static siginfo_t GetSigInfo(int tid)
-    {
-        siginfo_t info = default;
-        if (ptrace(PTRACE_GETSIGINFO, tid, 0, (nint)(&info)) < 0) throw Fail("PTRACE_GETSIGINFO", tid);
-        return info;
-    }
-
     public static user_regs_struct GetRegs(int tid)
     {
         user_regs_struct regs;

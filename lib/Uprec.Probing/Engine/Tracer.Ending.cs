@@ -1,9 +1,4 @@
-using System.Diagnostics;
-using Uprec.Filters;
 using Uprec.Native;
-using Uprec.Probing.Arch;
-using Uprec.Symbols;
-using Uprec.Trace;
 using static Uprec.Native.Ptrace;
 using static Uprec.Native.Signals;
 

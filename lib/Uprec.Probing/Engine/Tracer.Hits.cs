@@ -1,10 +1,8 @@
-using System.Diagnostics;
 using Uprec.Filters;
 using Uprec.Native;
 using Uprec.Probing.Arch;
 using Uprec.Symbols;
 using Uprec.Trace;
-using static Uprec.Native.Ptrace;
 using static Uprec.Native.Signals;
 
 namespace Uprec.Probing.Engine;
@@ -64,7 +62,7 @@ internal sealed partial class Tracer
             FilterDecision wants = Wants(task.Process, p);
             if (wants == FilterDecision.No) continue;
             object?[]? captured = null;
-            if (HitFields.NeedsRegisters(p) || p.Spec.IsReturn)
+            if (p.NeedsRegisters || p.Spec.IsReturn)
             {
                 if (!haveRegs) { regs = Sys.GetRegs(task.Tid); haveRegs = true; }
                 if (p.Spec.Args.Count > 0) captured = HitFields.Capture(p.Spec, regs, task.Process.Mm.Memory);

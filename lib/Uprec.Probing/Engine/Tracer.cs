@@ -1,7 +1,5 @@
 using System.Diagnostics;
-using Uprec.Filters;
 using Uprec.Native;
-using Uprec.Probing.Arch;
 using Uprec.Symbols;
 using Uprec.Trace;
 using static Uprec.Native.Ptrace;

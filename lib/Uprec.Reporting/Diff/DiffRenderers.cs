@@ -231,17 +231,7 @@ public sealed class DiffJsonRenderer : IDiffRenderer
         w.WriteNumber("lost", s.Lost);
         if (s.Latency is LatencyStats l)
         {
-            w.WriteStartObject("latency_ns");
-            w.WriteNumber("count", l.Count);
-            w.WriteNumber("min", l.Min);
-            w.WriteNumber("mean", l.Mean);
-            w.WriteNumber("p50", l.P50);
-            w.WriteNumber("p90", l.P90);
-            w.WriteNumber("p99", l.P99);
-            w.WriteNumber("p999", l.P999);
-            w.WriteNumber("max", l.Max);
-            w.WriteNumber("total", l.Total);
-            w.WriteEndObject();
+            Rendering.JsonRenderer.WriteLatency(w, l);
         }
         w.WriteEndObject();
     }

@@ -85,7 +85,8 @@ public sealed class JsonRenderer : IReportRenderer
         w.WriteEndArray();
     }
 
-    private static void WriteLatency(Utf8JsonWriter w, LatencyStats l)
+    /// <summary>The DESIGN.md latency_ns object; diff's JSON uses it too, so the two shapes stay one.</summary>
+    internal static void WriteLatency(Utf8JsonWriter w, LatencyStats l)
     {
         w.WriteStartObject("latency_ns");
         w.WriteNumber("count", l.Count);
