@@ -1,18 +1,26 @@
-// Calls a probed function N times and reports how long the loop took by its own clock, so the
-// per-hit cost of a tracer is measured without its start-up and tear-down.
+// Calls a probed function N times on each of T threads and reports how long the calls took by
+// its own clock, so the per-hit cost of a tracer is measured without its start-up and tear-down.
 //
-// Usage: hitcost N
-// stdout: calls <N>
-//         loop_ns <nanoseconds spent in the loop (CLOCK_MONOTONIC)>
+// Usage: hitcost N [T]        (T defaults to 1: the main thread makes the calls, no thread is created)
+// stdout: calls <N>           calls per thread
+//         threads <T>
+//         loop_ns <nanoseconds (CLOCK_MONOTONIC)>: with T = 1 the loop itself; with T > 1 the
+//                             wall time of the parallel section, from the first thread starting
+//                             its loop (a barrier releases them together) to the last finishing
 //         checksum <value>
+// Exit code 0; 2 on a bad argument; 3 if a thread could not be created.
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
+enum { MAX_THREADS = 64 };
+
 __attribute__((noinline, noclone)) uint64_t func(uint64_t x)
 {
+    // The empty asm keeps the compiler from folding the loop of calls into arithmetic.
     __asm__ volatile("" : "+r"(x));
     return x * 31 + 7;
 }
@@ -24,14 +32,78 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static uint64_t call_loop(long n, uint64_t seed)
+{
+    uint64_t sum = 0;
+    for (long i = 0; i < n; i++)
+        sum += func((uint64_t)i + seed);
+    return sum;
+}
+
+struct worker {
+    pthread_t thread;
+    long calls;
+    uint64_t seed;
+    uint64_t sum;
+    uint64_t start_ns, end_ns;
+    // Each worker writes its own sum at the end; padding keeps two workers' results off one
+    // cache line, so the benchmark itself does not add false sharing to what it measures.
+    char pad[64];
+};
+
+static pthread_barrier_t start_line;
+
+static void *run_worker(void *arg)
+{
+    struct worker *w = arg;
+    pthread_barrier_wait(&start_line);
+    // Each worker reads the clock itself: with as many workers as CPUs, the main thread is
+    // often scheduled only after they have finished, so its own clock would miss the section.
+    w->start_ns = now_ns();
+    w->sum = call_loop(w->calls, w->seed);
+    w->end_ns = now_ns();
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 100000;
-    uint64_t sum = 0;
-    uint64_t start = now_ns();
-    for (long i = 0; i < n; i++)
-        sum += func((uint64_t)i);
-    uint64_t elapsed = now_ns() - start;
-    printf("calls %ld\nloop_ns %" PRIu64 "\nchecksum %" PRIu64 "\n", n, elapsed, sum);
+    int threads = argc > 2 ? atoi(argv[2]) : 1;
+    if (n < 1 || threads < 1 || threads > MAX_THREADS) {
+        fprintf(stderr, "usage: hitcost CALLS>0 [THREADS 1..%d]\n", MAX_THREADS);
+        return 2;
+    }
+
+    uint64_t sum = 0, elapsed;
+    if (threads == 1) {
+        uint64_t start = now_ns();
+        sum = call_loop(n, 0);
+        elapsed = now_ns() - start;
+    } else {
+        static struct worker workers[MAX_THREADS];
+        pthread_barrier_init(&start_line, NULL, (unsigned)threads + 1);
+        for (int t = 0; t < threads; t++) {
+            workers[t].calls = n;
+            workers[t].seed = (uint64_t)t << 40;
+            if (pthread_create(&workers[t].thread, NULL, run_worker, &workers[t]) != 0) {
+                perror("pthread_create");
+                return 3;
+            }
+        }
+        // Thread creation (and a tracer's handling of each clone) happens before the barrier,
+        // so it is not part of the timed section.
+        pthread_barrier_wait(&start_line);
+        uint64_t first_start = UINT64_MAX, last_end = 0;
+        for (int t = 0; t < threads; t++) {
+            pthread_join(workers[t].thread, NULL);
+            sum = sum * 31 + workers[t].sum;
+            if (workers[t].start_ns < first_start)
+                first_start = workers[t].start_ns;
+            if (workers[t].end_ns > last_end)
+                last_end = workers[t].end_ns;
+        }
+        elapsed = last_end - first_start;
+    }
+    printf("calls %ld\nthreads %d\nloop_ns %" PRIu64 "\nchecksum %" PRIu64 "\n", n, threads, elapsed, sum);
     return 0;
 }

@@ -1,38 +1,61 @@
 #!/usr/bin/env bash
-# Per-hit cost of a uprec probe against a kernel uprobe driven by perf, on the same program in
-# the same run. A benchmark, not a test: it prints numbers and judges nothing.
+# Per-hit cost of a uprec probe (in-process path and trap path) against uftrace and a kernel uprobe
+# driven by perf, on the same program in the same run. A benchmark, not a test: it prints numbers
+# and judges nothing.
 #
 # Usage (as root, for perf's kernel uprobes):
-#   bench/hitcost/run.sh [CALLS [REPEATS]]        entry probes       (defaults: 100000 calls, 5 runs)
-#   bench/hitcost/run.sh --return [CALLS [REPEATS]]  entry+return probes (uprec func%return vs perf func + func%return)
-#   bench/hitcost/run.sh --filtered [CALLS [REPEATS]] a probe whose --filter no task matches: the
-#                                                    process should get no patch and pay nothing
+#   bench/hitcost/run.sh [CALLS [REPEATS]]     (defaults: 10000000 calls per thread, 5 runs)
+# One run prints one table: a column per mode (entry probe; entry+return probe) and thread count
+# (1 and 2 threads, each thread making the calls), a row per tracer:
+#   untraced                     ns per call of the bare loop (the baseline of every other row)
+#   uprec (default path)         uprec record -e hitcost:func[%return], --hit-path auto
+#   uprec --hit-path trap        every probe on the int3 trap path
+#   uprec, filtered out          a --filter no task matches: the process should get no patch at all
+#   uftrace -P func              uftrace record -P '^func$' (dynamic patching of the same binary;
+#                                uftrace always hooks the return too, so its "entry" columns are its
+#                                entry+return cost)
+#   perf record (kernel uprobe)  perf probe -x hitcost func [func%return] + perf record
+#   uprec samples kept           for the default path: (count - lost) from `uprec report --format
+#                                json`, per second of loop time, in millions, and the lost share
 # Environment:
-#   UPREC   command that runs uprec (default: publishes cmd/uprec with `dotnet publish -c Release`
-#           into a temp dir and uses DIR/uprec)
-#   PERF    perf binary (default: perf); without root or perf, the perf rows are skipped
+#   UPREC          command that runs uprec (default: publishes cmd/uprec with `dotnet publish -c
+#                  Release` into a temp dir and uses DIR/uprec)
+#   PERF           perf binary (default: perf); without root or perf, the perf row is skipped
+#   UFTRACE        uftrace binary (default: uftrace); when missing and run as root, it is installed
+#                  with apt-get (Debian package uftrace); otherwise the row is skipped
+#   SLOW_CALLS     calls per thread for rows that stop on every hit (default 100000): the trap path
+#                  and perf cost ~10 us per hit here, so CALLS would take minutes. The default-path
+#                  and filtered rows first run once at SLOW_CALLS and use SLOW_CALLS too when that
+#                  run costs more than 1 us per hit (e.g. %return probes while they take the trap path)
+#   UFTRACE_CALLS  calls per thread for uftrace (default 1000000; its trace grows ~32 bytes per call)
+#   IDLE_TRACER=1  adds the row `uprec --hit-path trap --idle-tracer`
 #
 # hitcost.c times its own loop with CLOCK_MONOTONIC, so start-up, attach and trace writing at the
-# end do not count; ns/hit = (traced loop - untraced loop) / CALLS, the median of REPEATS runs.
-# Rows: untraced; uprec record -e; perf stat -e (kernel uprobe, counting only); perf record -e
-# (kernel uprobe, a sample per hit). The ratio is uprec / perf record, of the medians; the
-# spread over runs is printed too, because a ptrace stop costs several times more when the
-# scheduler puts tracer and target on different CPUs.
+# end do not count. With 2 threads the loop time is the wall time of the parallel section.
+# ns/hit = (traced loop - untraced loop at the same calls and threads) / (calls x threads), the
+# median of REPEATS runs; with 2 threads on 2 CPUs that is wall time per hit, not CPU time per hit.
+# Entry+return columns count one call (an entry and its return) as one hit. The calls per thread
+# of each cell and the spread over runs are printed below the table, because a ptrace stop costs
+# several times more when the scheduler puts tracer and target on different CPUs.
 set -euo pipefail
 
-mode=entry
 case "${1:-}" in
-    --return) mode=return; shift ;;
-    --filtered) mode=filtered; shift ;;
+    -*) echo "usage: $0 [CALLS [REPEATS]] (every mode is in one table; see the header for the environment)" >&2; exit 2 ;;
 esac
-calls="${1:-100000}"
+calls="${1:-10000000}"
 repeats="${2:-5}"
+slow_calls="${SLOW_CALLS:-100000}"
+uftrace_calls="${UFTRACE_CALLS:-1000000}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 work="$(mktemp -d /tmp/uprec-hitcost.XXXXXX)"
+out="$work/out"
 perf="${PERF:-perf}"
+uftrace="${UFTRACE:-uftrace}"
 probe_group=probe_hitcost
 probes_added=0
+# A default-path row whose calibration run costs more than this per hit stops on every hit.
+stopping_ns=1000
 
 cleanup() {
     if [ "$probes_added" -eq 1 ]; then
@@ -42,7 +65,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-gcc -O2 -o "$work/hitcost" "$here/hitcost.c"
+gcc -O2 -pthread -o "$work/hitcost" "$here/hitcost.c"
 bin="$work/hitcost"
 
 if [ -z "${UPREC:-}" ]; then
@@ -52,73 +75,196 @@ if [ -z "${UPREC:-}" ]; then
     UPREC="$work/uprec-bin/uprec"
 fi
 
-# Median loop_ns of REPEATS runs of: "$@" (a command line that ends by running $bin $calls).
-median_loop_ns() {
-    local values=() out
-    for _ in $(seq "$repeats"); do
-        out="$("$@" 2>"$work/last.err")" || { echo "failed: $* ($(tail -1 "$work/last.err"))" >&2; echo NA; return; }
-        values+=("$(awk '$1 == "loop_ns" { print $2 }' <<<"$out")")
-    done
-    printf '%s\n' "${values[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)], v[1], v[NR] }'
-}
+notes=()
 
-per_hit() { # "median min max" baseline_ns hits_per_call -> median ns/hit
-    if [ "$1" = NA ]; then echo NA; return; fi
-    awk -v t="${1%% *}" -v b="$2" -v n="$calls" -v k="$3" 'BEGIN { printf "%.1f", (t - b) / (n * k) }'
-}
-
-spread() { # "median min max" baseline_ns hits_per_call -> "(min .. max)" ns/hit
-    if [ "$1" = NA ]; then return; fi
-    read -r _ lo hi <<<"$1"
-    awk -v lo="$lo" -v hi="$hi" -v b="$2" -v n="$calls" -v k="$3" \
-        'BEGIN { printf "(runs: %.1f .. %.1f)", (lo - b) / (n * k), (hi - b) / (n * k) }'
-}
-
-uprec_filter=()
-if [ "$mode" = entry ]; then
-    uprec_spec="$bin:func"; perf_events=(-e "$probe_group:func"); hits=1
-elif [ "$mode" = filtered ]; then
-    uprec_spec="$bin:func"; uprec_filter=(--filter 'comm == "no-such-comm"'); perf_events=(-e "$probe_group:func"); hits=1
+if ! command -v "$uftrace" >/dev/null; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        echo "installing uftrace (apt-get) ..." >&2
+        { apt-get update && apt-get install -y uftrace; } >"$work/apt.log" 2>&1 || cat "$work/apt.log" >&2
+    fi
+fi
+have_uftrace=0
+if command -v "$uftrace" >/dev/null; then
+    have_uftrace=1
 else
-    uprec_spec="$bin:func%return"; perf_events=(-e "$probe_group:func" -e "$probe_group:func__return"); hits=1
+    notes+=("uftrace row skipped: no $uftrace (install the Debian package uftrace, or run as root)")
 fi
 
-echo "hitcost: $calls calls, median of $repeats runs, $mode probes, $(nproc) CPUs, kernel $(uname -r)"
-base_stats=$(median_loop_ns "$bin" "$calls")
-base=${base_stats%% *}
-printf '%-28s %10s ns/call\n' "untraced" "$(awk -v t="$base" -v n="$calls" 'BEGIN { printf "%.1f", t / n }')"
-
-uprec_ns=$(median_loop_ns "$UPREC" record -o "$work/trace.parquet" -e "$uprec_spec" "${uprec_filter[@]}" -- "$bin" "$calls")
-uprec_hit=$(per_hit "$uprec_ns" "$base" "$hits")
-printf '%-28s %10s ns/hit %s\n' "uprec record" "$uprec_hit" "$(spread "$uprec_ns" "$base" "$hits")"
-# The tracer at SCHED_IDLE keeps each hit's two wake-ups on one CPU (see Tracer.IdleTracer).
-idle_ns=$(median_loop_ns "$UPREC" record --idle-tracer -o "$work/trace.parquet" -e "$uprec_spec" "${uprec_filter[@]}" -- "$bin" "$calls")
-idle_hit=$(per_hit "$idle_ns" "$base" "$hits")
-printf '%-28s %10s ns/hit %s\n' "uprec record --idle-tracer" "$idle_hit" "$(spread "$idle_ns" "$base" "$hits")"
-
-perf_hit=NA
-if [ "$mode" = filtered ]; then
-    echo "perf rows skipped: perf has no per-process filter that avoids the kernel uprobe's trap"
-elif [ "$(id -u)" -eq 0 ] && command -v "$perf" >/dev/null; then
+have_perf=0
+if [ "$(id -u)" -eq 0 ] && command -v "$perf" >/dev/null; then
     if [ ! -e /sys/kernel/tracing/uprobe_events ]; then
         mount -t tracefs nodev /sys/kernel/tracing
     fi
     "$perf" probe -q -d "$probe_group:*" >/dev/null 2>&1 || true
     probes_added=1
     "$perf" probe -q -x "$bin" func >/dev/null
-    if [ "$mode" = return ]; then "$perf" probe -q -x "$bin" 'func%return' >/dev/null; fi
-    stat_ns=$(median_loop_ns "$perf" stat -x, -o "$work/stat.txt" "${perf_events[@]}" -- "$bin" "$calls")
-    printf '%-28s %10s ns/hit %s\n' "perf stat (kernel uprobe)" "$(per_hit "$stat_ns" "$base" "$hits")" "$(spread "$stat_ns" "$base" "$hits")"
-    record_ns=$(median_loop_ns "$perf" record -q -o "$work/perf.data" "${perf_events[@]}" -- "$bin" "$calls")
-    perf_hit=$(per_hit "$record_ns" "$base" "$hits")
-    printf '%-28s %10s ns/hit %s\n' "perf record (kernel uprobe)" "$perf_hit" "$(spread "$record_ns" "$base" "$hits")"
+    "$perf" probe -q -x "$bin" 'func%return' >/dev/null
+    have_perf=1
 else
-    echo "perf rows skipped: they need root and perf (kernel uprobes)"
+    notes+=("perf row skipped: it needs root and perf (kernel uprobes)")
 fi
 
-if [ "$uprec_hit" != NA ] && [ "$perf_hit" != NA ]; then
-    printf '%-28s %10s (goal <= 1.0)\n' "ratio uprec / perf record" \
-        "$(awk -v u="$uprec_hit" -v p="$perf_hit" 'BEGIN { printf "%.2f", u / p }')"
-    printf '%-28s %10s\n' "ratio --idle-tracer / perf" \
-        "$(awk -v u="$idle_hit" -v p="$perf_hit" 'BEGIN { printf "%.2f", u / p }')"
-fi
+# Runs one row once: ROW MODE THREADS CALLS. Prints the program's stdout (uprec, uftrace and
+# perf pass it through); every output file goes to $out, emptied before each run.
+run_row() {
+    local row=$1 mode=$2 threads=$3 n=$4 spec=func events=(-e "$probe_group:func")
+    if [ "$mode" = return ]; then
+        spec='func%return'
+        events+=(-e "$probe_group:func__return")
+    fi
+    rm -rf "$out" && mkdir -p "$out"
+    case "$row" in
+        untraced) "$bin" "$n" "$threads" ;;
+        uprec) "$UPREC" record -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" ;;
+        trap) "$UPREC" record --hit-path trap -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" ;;
+        idle) "$UPREC" record --hit-path trap --idle-tracer -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" ;;
+        filtered) "$UPREC" record -o "$out/trace.parquet" -e "$bin:$spec" --filter 'comm == "no-such-comm"' \
+            -- "$bin" "$n" "$threads" ;;
+        uftrace) "$uftrace" record --no-libcall -d "$out/uftrace.data" -P '^func$' "$bin" "$n" "$threads" ;;
+        perf) "$perf" record -q -o "$out/perf.data" "${events[@]}" -- "$bin" "$n" "$threads" ;;
+    esac
+}
+
+# loop_ns of one run, or NA (the reason on stderr).
+loop_ns_of() {
+    local result
+    if ! result="$(run_row "$@" 2>"$work/last.err")"; then
+        echo "failed: $* ($(tail -1 "$work/last.err"))" >&2
+        echo NA
+        return
+    fi
+    awk '$1 == "loop_ns" { print $2 }' <<<"$result"
+}
+
+# "median min max" of the numbers on stdin, NA when any is NA.
+stats() {
+    sort -g | awk '{ v[NR] = $1; if ($1 == "NA") na = 1 }
+        END { if (na || NR == 0) print "NA"; else print v[int((NR + 1) / 2)], v[1], v[NR] }'
+}
+
+# Median untraced loop_ns per "THREADS,CALLS", measured once each, when first needed. Call
+# ensure_baseline directly, not in $(...): a subshell would lose what it measured.
+declare -A base_cache
+ensure_baseline() { # THREADS CALLS
+    if [ -z "${base_cache[$1,$2]:-}" ]; then
+        local s
+        s=$(for _ in $(seq "$repeats"); do loop_ns_of untraced entry "$1" "$2"; done | stats)
+        base_cache[$1,$2]=${s%% *}
+    fi
+}
+
+per_hit() { # LOOP_NS BASE_NS CALLS THREADS -> ns/hit
+    awk -v t="$1" -v b="$2" -v n="$3" -v k="$4" 'BEGIN { printf "%.1f", (t - b) / (n * k) }'
+}
+
+declare -A cell spread used kept
+columns=("entry 1" "entry 2" "return 1" "return 2")
+
+# Fills cell/spread/used for ROW in every column.
+measure_row() {
+    local row=$1 col mode threads n base s lo hi median
+    for col in "${columns[@]}"; do
+        read -r mode threads <<<"$col"
+        case "$row" in
+            trap | idle | perf) n=$slow_calls ;;
+            uftrace) n=$uftrace_calls ;;
+            *)
+                n=$calls
+                local probe
+                probe=$(loop_ns_of "$row" "$mode" "$threads" "$slow_calls")
+                ensure_baseline "$threads" "$slow_calls"
+                if [ "$probe" = NA ] || [ "$(awk -v c="$(per_hit "$probe" "${base_cache[$threads,$slow_calls]}" "$slow_calls" "$threads")" \
+                    -v lim="$stopping_ns" 'BEGIN { print (c > lim) }')" = 1 ]; then
+                    n=$slow_calls
+                fi
+                ;;
+        esac
+        ensure_baseline "$threads" "$n"
+        base=${base_cache[$threads,$n]}
+        local runs=() rates=() loop
+        for _ in $(seq "$repeats"); do
+            loop=$(loop_ns_of "$row" "$mode" "$threads" "$n")
+            runs+=("$loop")
+            if [ "$row" = uprec ] && [ "$loop" != NA ]; then
+                rates+=("$(samples_kept "$loop")")
+            fi
+        done
+        s=$(printf '%s\n' "${runs[@]}" | stats)
+        used[$row,$col]=$n
+        if [ "$s" = NA ]; then
+            cell[$row,$col]=NA
+            continue
+        fi
+        read -r median lo hi <<<"$s"
+        cell[$row,$col]=$(per_hit "$median" "$base" "$n" "$threads")
+        spread[$row,$col]="$(per_hit "$lo" "$base" "$n" "$threads")..$(per_hit "$hi" "$base" "$n" "$threads")"
+        if [ "$row" = uprec ] && [ "${#rates[@]}" -gt 0 ]; then
+            # Median over runs of "M/s lost%": sorted by the rate.
+            kept[$col]=$(printf '%s\n' "${rates[@]}" | sort -g | awk '{ v[NR] = $0 } END { print v[int((NR + 1) / 2)] }')
+        fi
+    done
+}
+
+# LOOP_NS of the run just made -> "MILLIONS_PER_S LOST_PERCENT" from its trace's report.
+samples_kept() {
+    local json
+    if ! json=$("$UPREC" report -i "$out/trace.parquet" --format json 2>>"$work/last.err"); then
+        echo "NA NA"
+        return
+    fi
+    jq -r --argjson ns "$1" '[.probes[] | select(.name == "func")][0]
+        | "\(((.count - .lost) / ($ns / 1e9) / 1e6 * 10 | round) / 10) \(if .count > 0 then (.lost * 1000 / .count | round) / 10 else 0 end)"' <<<"$json"
+}
+
+rows=(untraced uprec trap)
+if [ "${IDLE_TRACER:-0}" = 1 ]; then rows+=(idle); fi
+rows+=(filtered)
+if [ "$have_uftrace" = 1 ]; then rows+=(uftrace); fi
+if [ "$have_perf" = 1 ]; then rows+=(perf); fi
+
+declare -A label=(
+    [untraced]="untraced (ns/call)"
+    [uprec]="uprec (default path)"
+    [trap]="uprec --hit-path trap"
+    [idle]="uprec trap --idle-tracer"
+    [filtered]="uprec, filtered out"
+    [uftrace]="uftrace -P func"
+    [perf]="perf record (kernel uprobe)"
+)
+
+echo "hitcost: median of $repeats runs, $(nproc) CPUs, kernel $(uname -r); ns per hit (entry+return: per call)" >&2
+for row in "${rows[@]}"; do
+    if [ "$row" = untraced ]; then
+        for col in "${columns[@]}"; do
+            read -r _ threads <<<"$col"
+            ensure_baseline "$threads" "$calls"
+            cell[untraced,$col]=$(awk -v t="${base_cache[$threads,$calls]}" -v n="$calls" -v k="$threads" 'BEGIN { printf "%.2f", t / (n * k) }')
+            used[untraced,$col]=$calls
+        done
+    else
+        echo "measuring: ${label[$row]} ..." >&2
+        measure_row "$row"
+    fi
+done
+
+print_table() { # TITLE ARRAY-NAME [FORMAT]
+    local -n values=$2
+    printf '%-30s %17s %17s %17s %17s\n' "$1" "entry, 1 thread" "entry, 2 threads" "e+ret, 1 thread" "e+ret, 2 threads"
+    for row in "${rows[@]}"; do
+        printf '%-30s' "${label[$row]}"
+        for col in "${columns[@]}"; do printf ' %17s' "${values[$row,$col]:--}"; done
+        printf '\n'
+    done
+}
+
+echo "hitcost: median of $repeats runs, $(nproc) CPUs, kernel $(uname -r)"
+print_table "ns per hit" cell
+printf '%-30s' "uprec samples kept (M/s)"
+for col in "${columns[@]}"; do printf ' %17s' "$(awk '{ print $1 }' <<<"${kept[$col]:-NA}")"; done
+printf '\n%-30s' "uprec samples lost (%)"
+for col in "${columns[@]}"; do printf ' %17s' "$(awk '{ print $2 }' <<<"${kept[$col]:-NA NA}")"; done
+printf '\n\n'
+print_table "calls per thread" used
+echo
+print_table "spread over runs (ns per hit)" spread
+for note in "${notes[@]}"; do echo "$note"; done
