@@ -1,0 +1,110 @@
+// Runs for a few seconds calling a probed function, for a tracer that attaches, patches it and
+// is then killed with SIGKILL: the program must finish on its own with the same checksum as an
+// untraced run. The work is a fixed number of rounds (so the checksum never depends on timing),
+// each a batch of calls followed by a 1 ms sleep (so the run lasts about ROUNDS ms whatever the
+// CPU speed, long enough for a tracer to attach).
+//
+// Usage: inproc_kill [ROUNDS [CALLS_PER_ROUND]]   (defaults 5000 and 20000)
+// stdout:  ready <pid>                 once, flushed, after the first call of kwork
+//          count kwork <calls>
+//          checksum <16 hex digits>
+// stderr:  patched round <r>           once, flushed, the first time kwork's first bytes in memory
+//                                      differ from its bytes in /proc/self/exe (a tracer's patch)
+//          patched rounds <n>          at the end: rounds that saw kwork patched (0 untraced)
+// Exit code 0; 2 on a bad argument; 5 if kwork's bytes in the file could not be read.
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <inttypes.h>
+#include <link.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { CHECKED_BYTES = 8 };
+
+__attribute__((noinline, noclone)) uint64_t kwork(uint64_t x)
+{
+    __asm__ volatile("" : "+r"(x));
+    return (x + 0x632be59bd9b4e019ULL) * 0x94d049bb133111ebULL;
+}
+
+struct lookup {
+    uintptr_t address;
+    long file_offset;
+};
+
+// The main program is the first object dl_iterate_phdr reports; map the address back to a file
+// offset through the PT_LOAD header that contains it.
+static int find_offset(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    struct lookup *l = data;
+    uintptr_t vaddr = l->address - info->dlpi_addr;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD && vaddr >= ph->p_vaddr && vaddr < ph->p_vaddr + ph->p_filesz) {
+            l->file_offset = (long)(vaddr - ph->p_vaddr + ph->p_offset);
+            return 1;
+        }
+    }
+    return 1; // only the first object (the executable) is of interest
+}
+
+// kwork's first bytes as the file has them, read once: comparing against memory each round
+// then costs a memcmp, not a file read.
+static int read_original(unsigned char *out)
+{
+    struct lookup l = { (uintptr_t)&kwork, -1 };
+    dl_iterate_phdr(find_offset, &l);
+    if (l.file_offset < 0)
+        return -1;
+    int fd = open("/proc/self/exe", O_RDONLY);
+    if (fd < 0)
+        return -1;
+    ssize_t n = pread(fd, out, CHECKED_BYTES, l.file_offset);
+    close(fd);
+    return n == CHECKED_BYTES ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    long rounds = argc > 1 ? atol(argv[1]) : 5000;
+    long per_round = argc > 2 ? atol(argv[2]) : 20000;
+    if (rounds < 1 || per_round < 1) {
+        fprintf(stderr, "usage: inproc_kill [ROUNDS>0 [CALLS_PER_ROUND>0]]\n");
+        return 2;
+    }
+    unsigned char original[CHECKED_BYTES];
+    if (read_original(original) != 0) {
+        fprintf(stderr, "inproc_kill: cannot read kwork's bytes from /proc/self/exe\n");
+        return 5;
+    }
+
+    uint64_t checksum = kwork(0);
+    long calls = 1;
+    printf("ready %d\n", (int)getpid());
+    fflush(stdout);
+
+    const struct timespec pause = { 0, 1000000 };
+    long patched_rounds = 0;
+    for (long r = 0; r < rounds; r++) {
+        for (long i = 0; i < per_round; i++) {
+            checksum = checksum * 31 + kwork((uint64_t)calls);
+            calls++;
+        }
+        if (memcmp(original, (const void *)&kwork, CHECKED_BYTES) != 0) {
+            if (patched_rounds++ == 0) {
+                fprintf(stderr, "patched round %ld\n", r);
+                fflush(stderr);
+            }
+        }
+        nanosleep(&pause, NULL);
+    }
+    fprintf(stderr, "patched rounds %ld\n", patched_rounds);
+    printf("count kwork %ld\n", calls);
+    printf("checksum %016" PRIx64 "\n", checksum);
+    return 0;
+}
