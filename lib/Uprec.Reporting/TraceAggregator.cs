@@ -110,10 +110,31 @@ public sealed class TraceAggregator
     /// <summary>What one worker accumulates from the row groups it decoded.</summary>
     private sealed class Partial
     {
-        public readonly Dictionary<string, (long Entries, bool SawReturn, LatencyAccumulator Latency)> Probes = new(StringComparer.Ordinal);
-        public readonly Dictionary<(int, int, string, string), GroupAggregate> Tasks = new();
+        // Probe and comm strings become dense per-worker ids, so the per-row work is array indexing.
+        public readonly NameIds ProbeIds = new();
+        public readonly NameIds CommIds = new();
+        public ProbeState[] Probes = new ProbeState[8];
+        public readonly GroupTable Groups = new();
+        public readonly List<(int Pid, int Tid, int Comm, int Probe)> GroupKeys = [];
+        public readonly List<GroupAggregate> GroupValues = [];
         public long RowsRead;
         public long RowsMatched;
+
+        public ProbeState Probe(int id)
+        {
+            if (id >= Probes.Length)
+            {
+                Array.Resize(ref Probes, Probes.Length * 2);
+            }
+            return Probes[id] ??= new ProbeState();
+        }
+    }
+
+    private sealed class ProbeState
+    {
+        public long Entries;
+        public bool SawReturn;
+        public readonly LatencyAccumulator Latency = new(3);
     }
 
     private void Aggregate(List<TraceReader> readers, RowFilter? filter, long? sinceNs, long? untilNs, IProgress<ReadProgress>? progress)
@@ -221,20 +242,24 @@ public sealed class TraceAggregator
             {
                 RowsRead += partial.RowsRead;
                 RowsMatched += partial.RowsMatched;
-                foreach ((string name, var p) in partial.Probes)
+                for (int id = 0; id < partial.ProbeIds.Names.Count; id++)
                 {
+                    string name = partial.ProbeIds.Names[id];
+                    ProbeState p = partial.Probes[id];
                     entries[name] = entries.GetValueOrDefault(name) + p.Entries;
                     ProbeAggregate probe = GetProbe(name);
                     probe.IsReturn |= p.SawReturn;
                     probe.Latency.Add(p.Latency);
                 }
-                foreach (var (key, group) in partial.Tasks)
+                for (int slot = 0; slot < partial.GroupKeys.Count; slot++)
                 {
+                    var (pid, tid, comm, probeId) = partial.GroupKeys[slot];
+                    var key = (pid, tid, partial.CommIds.Names[comm], partial.ProbeIds.Names[probeId]);
                     if (!Tasks.TryGetValue(key, out GroupAggregate? existing))
                     {
                         Tasks[key] = existing = new GroupAggregate();
                     }
-                    existing.Add(group);
+                    existing.Add(partial.GroupValues[slot]);
                 }
             }
             foreach (ProbeMeta meta in reader.Metadata.Probes)
@@ -272,27 +297,24 @@ public sealed class TraceAggregator
 
     private static void AggregateBatch(Partial partial, TraceBatch b, RowFilter? filter, bool windowed, long lo, long hi)
     {
-        // Consecutive rows often repeat a probe and a task, so the last lookups are cached; the reader
-        // hands out one string instance per distinct value, so reference checks usually decide.
-        string? probeName = null;
-        long entries = 0;
-        bool sawReturn = false;
-        LatencyAccumulator? latency = null;
-        (int, int, string, string) lastKey = default;
+        // Consecutive rows often repeat a task and probe, so the last row's slot is tried first; the
+        // reader hands out one string instance per distinct value, so reference checks decide that.
+        string? lastProbe = null, lastComm = null;
+        int lastPid = 0, lastTid = 0;
+        ProbeState? probe = null;
         GroupAggregate? group = null;
         long matched = 0;
-
-        void FlushProbe()
+        int[] pids = b.Pid, tids = b.Tid;
+        string[] probes = b.Probe, comms = b.Comm;
+        HitKind[] kinds = b.Kind;
+        long?[] durations = b.DurationNs;
+        int n = b.Count;
+        if (pids.Length < n || tids.Length < n || probes.Length < n || comms.Length < n || kinds.Length < n || durations.Length < n)
         {
-            if (probeName is null)
-            {
-                return;
-            }
-            var p = partial.Probes[probeName];
-            partial.Probes[probeName] = (p.Entries + entries, p.SawReturn | sawReturn, p.Latency);
+            throw new InvalidOperationException("the report's columns were not all read");
         }
 
-        for (int i = 0; i < b.Count; i++)
+        for (int i = 0; i < n; i++)
         {
             if (windowed && (b.TimeNs[i] < lo || b.TimeNs[i] >= hi))
             {
@@ -303,47 +325,40 @@ public sealed class TraceAggregator
                 continue;
             }
             matched++;
-            string name = b.Probe[i];
-            if (!ReferenceEquals(name, probeName) && !string.Equals(name, probeName, StringComparison.Ordinal))
+            string name = probes[i], comm = comms[i];
+            int pid = pids[i], tid = tids[i];
+            if (group is null || !ReferenceEquals(name, lastProbe) || !ReferenceEquals(comm, lastComm) || pid != lastPid || tid != lastTid)
             {
-                FlushProbe();
-                if (!partial.Probes.TryGetValue(name, out var p))
+                int probeId = partial.ProbeIds.Id(name);
+                int commId = partial.CommIds.Id(comm);
+                probe = partial.Probe(probeId);
+                int slot = partial.Groups.GetOrAdd(pid, tid, commId, probeId, out bool added);
+                if (added)
                 {
-                    p = (0, false, new LatencyAccumulator(3));
-                    partial.Probes[name] = p;
+                    partial.GroupKeys.Add((pid, tid, commId, probeId));
+                    partial.GroupValues.Add(new GroupAggregate());
                 }
-                probeName = name;
-                latency = p.Latency;
-                entries = 0;
-                sawReturn = false;
+                group = partial.GroupValues[slot];
+                lastProbe = name;
+                lastComm = comm;
+                lastPid = pid;
+                lastTid = tid;
             }
-            var key = (b.Pid[i], b.Tid[i], b.Comm[i], probeName!);
-            if (group is null || key.Item1 != lastKey.Item1 || key.Item2 != lastKey.Item2
-                || !ReferenceEquals(key.Item3, lastKey.Item3) || !ReferenceEquals(key.Item4, lastKey.Item4))
+            if (kinds[i] == HitKind.Entry)
             {
-                if (!partial.Tasks.TryGetValue(key, out group))
-                {
-                    group = new GroupAggregate();
-                    partial.Tasks[key] = group;
-                }
-                lastKey = key;
-            }
-            if (b.Kind[i] == HitKind.Entry)
-            {
-                entries++;
+                probe!.Entries++;
                 group.Count++;
             }
             else
             {
-                sawReturn = true;
-                if (b.DurationNs[i] is long d)
+                probe!.SawReturn = true;
+                if (durations[i] is long d)
                 {
-                    latency!.Record(d);
+                    probe.Latency.Record(d);
                     (group.Latency ??= new LatencyAccumulator(GroupDigits)).Record(d);
                 }
             }
         }
-        FlushProbe();
         partial.RowsMatched += matched;
     }
 }

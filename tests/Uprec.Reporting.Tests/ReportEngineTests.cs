@@ -132,6 +132,48 @@ public class ReportEngineTests
         }
     }
 
+    [Fact]
+    public void ManyTasksCommsAndProbesAreEachCountedApart()
+    {
+        // More distinct comms and probes than the aggregator's recently-seen tables hold, and more
+        // (task, probe) groups than its hash table starts with, so every growth and fallback path runs.
+        using var dir = new TempDir();
+        var probes = Enumerable.Range(0, 12)
+            .Select(i => new SyntheticProbe($"p{i}", 700 + 37 * i, i % 3 == 0 ? new LatencyModel.Uniform(10, 10_000 * (i + 1)) : null))
+            .ToList();
+        SyntheticTrace spec = new() { Probes = probes, Processes = 5, ThreadsPerProcess = 9, Seed = 11, RowGroupSize = 3000 };
+        string path = dir.File("many.parquet");
+        spec.Write(path);
+        HitRecord[] hits = spec.Hits().ToArray();
+
+        var expected = hits.GroupBy(h => (h.Pid, h.Tid, h.Comm, Probe: probes[h.ProbeId].Name))
+            .ToDictionary(g => g.Key, g => (Count: (long)g.Count(h => h.Kind == HitKind.Entry),
+                Returns: g.Where(h => h.Kind == HitKind.Return).Select(h => h.DurationNs).ToArray()));
+        Report report = Run(path);
+        Assert.Equal(5 * 9 * 12, expected.Count);
+        Assert.Equal(expected.Count, report.Tasks.Count);
+        foreach (GroupSummary g in report.Tasks)
+        {
+            var (count, returns) = expected[(g.Pid!.Value, g.Tid!.Value, g.Comm, g.Probe)];
+            Assert.Equal(count, g.Count);
+            if (returns.Length == 0)
+            {
+                Assert.Null(g.Latency);
+                continue;
+            }
+            Assert.Equal(returns.Length, g.Latency!.Count);
+            Assert.Equal(returns.Min(), g.Latency.Min);
+            Assert.Equal(returns.Max(), g.Latency.Max);
+            Assert.Equal(returns.Sum(), g.Latency.Total);
+        }
+        foreach (ProbeSummary p in report.Probes)
+        {
+            int id = probes.FindIndex(x => x.Name == p.Name);
+            Assert.Equal(probes[id].Calls, p.Count);
+            Assert.Equal(hits.Count(h => h.ProbeId == id && h.Kind == HitKind.Return), p.Latency?.Count ?? 0);
+        }
+    }
+
     [Theory]
     [InlineData("count", new[] { "work", "malloc", "parse", "ghost" })]
     [InlineData("name", new[] { "ghost", "malloc", "parse", "work" })]
