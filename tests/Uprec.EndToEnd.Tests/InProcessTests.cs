@@ -1,0 +1,322 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Uprec.Trace;
+
+namespace Uprec.EndToEnd.Tests;
+
+/// <summary>
+/// The testdata/inproc_* programs, built here with gcc -O2 as PIE (the pattern of
+/// RegressionPrograms), so they need no entry in the shared TestPrograms list.
+/// </summary>
+public sealed class InProcessPrograms : IDisposable
+{
+    private static readonly string[] Sources = ["inproc_hot2.c", "inproc_scribble.c", "inproc_kill.c"];
+
+    private readonly TempDirectory _build = new("uprec-e2e-inproc");
+
+    public InProcessPrograms()
+    {
+        foreach (string source in Sources)
+        {
+            List<string> args = ["-O2", "-g", "-Wall", "-fPIE", "-pie", "-o", Path(System.IO.Path.GetFileNameWithoutExtension(source)),
+                System.IO.Path.Combine(Paths.TestData, source), "-pthread"];
+            ProcessResult result = Processes.Run("gcc", args);
+            if (result.ExitCode != 0)
+            {
+                throw new InvalidOperationException($"gcc {string.Join(' ', args)} failed:\n{result}");
+            }
+        }
+    }
+
+    public string Path(string name) => _build.File(name);
+
+    public void Dispose() => _build.Dispose();
+}
+
+/// <summary>
+/// Issue 5, the in-process hit path: a jump to a trampoline instead of a ptrace stop per hit.
+/// Exact counts come from counters in the target; samples that did not fit the rings are counted
+/// as lost, so Count - Lost is the number of rows. The trap path stays available with
+/// --hit-path trap, and a tracer that dies leaves a program that still runs correctly.
+/// </summary>
+[Collection(EndToEndCollection.Name)]
+[Trait("Feature", "inprocess")]
+public sealed partial class InProcessTests(TestPrograms shared, InProcessPrograms programs) : IClassFixture<InProcessPrograms>, IDisposable
+{
+    /// <summary>
+    /// Calls per thread in the full-speed run: enough that two threads outrun any drain
+    /// (hundreds of MB of records), small enough that the trace writes in a few seconds.
+    /// </summary>
+    private const int HotCallsPerThread = 5_000_000;
+
+    private readonly TempDirectory _dir = new("uprec-e2e-inproc");
+
+    [Fact]
+    public void Two_threads_at_full_speed_go_in_process_and_are_counted_exactly()
+    {
+        string binary = programs.Path("inproc_hot2");
+        // A short run first: if the probe fell back to the trap path, the full run would take
+        // minutes of ptrace stops before failing on the same assertion.
+        Traced small = Record([], [$"{binary}:hot"], binary, ["1000"]);
+        AssertHitPath(small.Probe("hot"), "inprocess");
+
+        Traced r = Record([], [$"{binary}:hot"], binary, [HotCallsPerThread.ToString(CultureInfo.InvariantCulture)]);
+
+        ProbeMeta hot = r.Probe("hot");
+        AssertHitPath(hot, "inprocess");
+        long calls = r.Truth.Count("hot");
+        Assert.Equal(2L * HotCallsPerThread, calls);
+        Assert.Equal(calls, hot.Count);
+        Assert.Equal(calls, r.Report.Count("hot"));
+        Assert.InRange(hot.Lost, 0, calls);
+        Assert.Equal(hot.Lost, r.Report.Probe("hot").Lost);
+        Assert.True(hot.Count - hot.Lost == r.EntryRows("hot"),
+            $"Count {hot.Count} - Lost {hot.Lost} must be the rows of 'hot', the trace has {r.EntryRows("hot")}");
+
+        // Thread identity in the trampoline (not a syscall) must still map to the right tids.
+        var programTids = r.Truth.Tasks.Where(t => t.Function == "hot").Select(t => t.Tid).ToHashSet();
+        Assert.Equal(2, programTids.Count);
+        var reportTasks = r.Report.Tasks.Where(t => t.Probe == "hot").ToList();
+        Assert.All(reportTasks, t => Assert.Contains(t.Tid, programTids));
+        // Each thread's first records land in an empty ring, so both threads have rows.
+        Assert.Equal(programTids.Order(), reportTasks.Select(t => t.Tid).Distinct().Order());
+        Assert.Single(reportTasks.Select(t => t.Pid).Distinct());
+    }
+
+    [Theory]
+    [InlineData(Linkage.Pie)]
+    [InlineData(Linkage.NoPie)]
+    public void Every_firstinsn_probe_forced_onto_the_trap_path_counts_exactly(Linkage linkage)
+    {
+        string binary = shared.Path("firstinsn", linkage);
+        List<string> specs = FirstInstructionTests.Functions.Select(f => $"{binary}:{f}").ToList();
+        long delta = GroundTruth.Parse(Processes.Run(binary, []).Stdout).OffsetOf("fi_offset");
+        specs.Add($"fi_offset_loop={binary}:fi_offset+{delta}");
+
+        Traced r = Record(["--hit-path", "trap"], specs, binary, []);
+
+        foreach (string function in FirstInstructionTests.Functions)
+        {
+            AssertHitPath(r.Probe(function), "trap");
+            Assert.True(r.Truth.Count(function) == r.Report.Count(function),
+                $"{function}: program says {r.Truth.Count(function)}, report says {r.Report.Count(function)}");
+        }
+        AssertHitPath(r.Probe("fi_offset_loop"), "trap");
+        Assert.Equal(r.Truth.Count($"fi_offset+{delta}"), r.Report.Count("fi_offset_loop"));
+    }
+
+    [Fact]
+    public void Threads_forced_onto_the_trap_path_count_exactly_per_task()
+    {
+        string binary = shared.Path("threads");
+
+        Traced r = Record(["--hit-path", "trap"], [$"{binary}:work"], binary, ["4", "20000"]);
+
+        AssertHitPath(r.Probe("work"), "trap");
+        Assert.Equal(r.Truth.Count("work"), r.Report.Count("work"));
+        var expected = r.Truth.Tasks.Where(t => t.Function == "work").ToDictionary(t => t.Tid, t => t.Count);
+        var actual = r.Report.Tasks.Where(t => t.Probe == "work").ToDictionary(t => t.Tid, t => t.Count);
+        Assert.Equal(expected.OrderBy(kv => kv.Key), actual.OrderBy(kv => kv.Key));
+    }
+
+    /// <summary>
+    /// fi_ret1 is one byte long with another function right after it, and fi_loop's loop
+    /// branches back to offset 2: a 5-byte jump at either would corrupt code that still runs.
+    /// </summary>
+    [Theory]
+    [InlineData("fi_ret1")]
+    [InlineData("fi_loop")]
+    public void A_site_unsafe_for_a_jump_falls_back_to_the_trap_path_by_default(string function)
+    {
+        string binary = shared.Path("firstinsn");
+
+        Traced r = Record([], [$"{binary}:{function}"], binary, []);
+
+        ProbeMeta probe = r.Probe(function);
+        AssertHitPath(probe, "trap");
+        Assert.False(string.IsNullOrWhiteSpace(probe.HitPathReason), $"{function} fell back to the trap path without saying why");
+        Assert.Equal(r.Truth.Count(function), r.Report.Count(function));
+    }
+
+    [Theory]
+    [InlineData("fi_ret1")]
+    [InlineData("fi_loop")]
+    public void A_site_unsafe_for_a_jump_is_not_placed_with_hit_path_inprocess(string function)
+    {
+        string binary = shared.Path("firstinsn");
+
+        // The unsafe probe is not placed; the program runs untouched (same output as untraced).
+        Traced r = Record(["--hit-path", "inprocess"], [$"{binary}:{function}"], binary, []);
+
+        ProbeMeta probe = r.Probe(function);
+        AssertHitPath(probe, "none");
+        Assert.False(probe.Installed, $"{function} is marked installed although its hit path is none");
+        Assert.False(string.IsNullOrWhiteSpace(probe.HitPathReason), $"{function} was not placed and the trace does not say why");
+        Assert.Equal(0, r.EntryRows(function));
+    }
+
+    [Fact]
+    public void A_safe_site_goes_in_process_with_hit_path_inprocess()
+    {
+        string binary = programs.Path("inproc_hot2");
+
+        Traced r = Record(["--hit-path", "inprocess"], [$"{binary}:hot"], binary, ["1000"]);
+
+        AssertHitPath(r.Probe("hot"), "inprocess");
+        Assert.Equal(r.Truth.Count("hot"), r.Report.Count("hot"));
+    }
+
+    [Fact]
+    public void A_target_scribbling_over_its_rings_and_counters_runs_as_untraced_and_uprec_survives()
+    {
+        string binary = programs.Path("inproc_scribble");
+
+        // Record checks that uprec exits with the program's code (0), that stdout is the
+        // untraced one byte for byte, and that `uprec report` reads the trace.
+        Traced r = Record([], [$"{binary}:scrib"], binary, ["1000000", "20000"]);
+
+        AssertHitPath(r.Probe("scrib"), "inprocess");
+        // Without this the test would pass against a tracer whose rings the program never found.
+        Match scribbled = ScribbledLine().Match(r.Result.Traced.Stderr);
+        Assert.True(scribbled.Success, $"inproc_scribble printed no 'scribbled' line:\n{r.Result.Traced.Stderr}");
+        long mappings = long.Parse(scribbled.Groups["mappings"].Value, CultureInfo.InvariantCulture);
+        Assert.True(mappings > 0, $"the program found no writable memfd:uprec-ring mapping to scribble on: {scribbled.Value}");
+        Assert.True(r.Report.Probe("scrib").Lost >= 0, $"lost is negative: {r.Report.Probe("scrib").Lost}");
+        Assert.True(r.Report.Count("scrib") >= 0, $"count is negative: {r.Report.Count("scrib")}");
+    }
+
+    [Fact]
+    public async Task A_program_whose_tracer_is_killed_while_attached_finishes_with_its_own_checksum()
+    {
+        string binary = programs.Path("inproc_kill");
+        // About 6 s of rounds untraced: time enough for uprec to start, attach and patch.
+        string[] args = ["6000", "20000"];
+        GroundTruth untraced = GroundTruth.Parse(Processes.Run(binary, args).Stdout);
+
+        using Process target = Process.Start(Processes.StartInfo(binary, args))!;
+        target.StandardInput.Close();
+        try
+        {
+            string? ready = await target.StandardOutput.ReadLineAsync().WaitAsync(Processes.Limit);
+            Assert.Equal($"ready {target.Id}", ready);
+            Task<string> rest = target.StandardOutput.ReadToEndAsync();
+            var patched = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+            Task<string> stderr = ReadStderrNoting(target, "patched round ", patched);
+
+            Process tracer = Uprec.Start(["record", "-p", target.Id.ToString(CultureInfo.InvariantCulture),
+                "-o", _dir.File("killed.parquet"), "-e", $"{binary}:kwork"]);
+            tracer.StandardInput.Close();
+            Task<string> tracerOut = tracer.StandardOutput.ReadToEndAsync();
+            Task<string> tracerErr = tracer.StandardError.ReadToEndAsync();
+            using (tracer)
+            {
+                // The program reports the first round that sees kwork's bytes changed.
+                await Task.WhenAny(patched.Task, stderr, Task.Delay(Processes.Limit));
+                Assert.True(patched.Task.IsCompleted,
+                    $"the program never saw kwork patched (it finished first, or uprec failed); uprec: {(tracer.HasExited ? $"exited {tracer.ExitCode}: {Peek(tracerErr)}" : "still running")}");
+                // Let hits flow through the trampoline (and rings start filling) before the kill.
+                await Task.Delay(TimeSpan.FromMilliseconds(500));
+                Assert.False(tracer.HasExited, $"uprec ended before it could be killed: exit {(tracer.HasExited ? tracer.ExitCode : 0)}, {Peek(tracerErr)}");
+                tracer.Kill();
+                Assert.True(tracer.WaitForExit(Processes.Limit), "uprec did not die of SIGKILL");
+            }
+
+            ProcessResult finished = Processes.Finish(target, rest, stderr, "inproc_kill");
+            Assert.True(finished.ExitCode == 0, $"the program did not survive its tracer's SIGKILL: {finished}");
+            GroundTruth traced = GroundTruth.Parse(finished.Stdout);
+            Assert.Equal(untraced.Count("kwork"), traced.Count("kwork"));
+            Assert.Equal(untraced.Fact("checksum"), traced.Fact("checksum"));
+        }
+        finally
+        {
+            if (!target.HasExited)
+            {
+                target.Kill();
+            }
+        }
+    }
+
+    /// <summary>Reads the target's stderr to the end, completing NOTED with the first line that starts with PREFIX.</summary>
+    private static async Task<string> ReadStderrNoting(Process target, string prefix, TaskCompletionSource<string> noted)
+    {
+        var all = new System.Text.StringBuilder();
+        while (await target.StandardError.ReadLineAsync() is { } line)
+        {
+            all.Append(line).Append('\n');
+            if (line.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                noted.TrySetResult(line);
+            }
+        }
+        return all.ToString();
+    }
+
+    private static string Peek(Task<string> stream) => stream.IsCompletedSuccessfully ? stream.Result : "(output still open)";
+
+    private static void AssertHitPath(ProbeMeta probe, string expected) =>
+        Assert.True(probe.HitPath == expected,
+            $"probe '{probe.Name}' took hit path '{probe.HitPath}' ({probe.HitPathReason ?? "no reason given"}), expected '{expected}'");
+
+    [GeneratedRegex(@"^scribbled (?<rounds>\d+) rounds (?<mappings>\d+) mappings (?<bytes>\d+) bytes (?<skipped>\d+) read-only$", RegexOptions.Multiline)]
+    private static partial Regex ScribbledLine();
+
+    /// <summary>A recording with its trace metadata and its rows counted per probe.</summary>
+    private sealed record Traced(Recording Result, TraceMetadata Metadata, IReadOnlyDictionary<string, long> EntryRowsByProbe)
+    {
+        public GroundTruth Truth => Result.Truth;
+
+        public Report Report => Result.Report;
+
+        public ProbeMeta Probe(string name)
+        {
+            var matches = Metadata.Probes.Where(p => p.Name == name).ToList();
+            Assert.True(matches.Count == 1,
+                $"expected one probe named '{name}' in the trace metadata, found {matches.Count}: {string.Join(", ", Metadata.Probes.Select(p => p.Name))}");
+            return matches[0];
+        }
+
+        public long EntryRows(string probe) => EntryRowsByProbe.TryGetValue(probe, out long n) ? n : 0;
+    }
+
+    /// <summary>
+    /// Uprec.Record with record OPTIONS (e.g. --hit-path trap) before the probes: the untraced
+    /// run, the same exit code and stdout traced, a readable report; plus the footer metadata
+    /// and the entry rows of each probe, read with the trace library.
+    /// </summary>
+    private Traced Record(string[] options, IEnumerable<string> probeSpecs, string program, string[] args)
+    {
+        string trace = _dir.File($"trace-{Guid.NewGuid():N}.parquet");
+        List<string> uprecArgs = ["record", "-o", trace, .. options];
+        foreach (string spec in probeSpecs)
+        {
+            uprecArgs.AddRange(["-e", spec]);
+        }
+        uprecArgs.AddRange(["--", program, .. args]);
+
+        ProcessResult untraced = Processes.Run(program, args);
+        Assert.True(untraced.ExitCode == 0, $"the program itself misbehaved untraced: {untraced}");
+        ProcessResult traced = Uprec.Run(uprecArgs);
+        Assert.True(traced.ExitCode == untraced.ExitCode,
+            $"uprec {string.Join(' ', uprecArgs)} exited {traced.ExitCode}, the program alone exits {untraced.ExitCode}: {traced}");
+        Assert.Equal(untraced.Stdout, traced.Stdout);
+        Report report = Uprec.ReportOf(trace);
+
+        using TraceReader reader = TraceReader.Open(trace);
+        var rows = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (TraceBatch batch in reader.ReadBatches(new HashSet<string> { TraceColumns.Probe, TraceColumns.Kind }))
+        {
+            for (int i = 0; i < batch.Count; i++)
+            {
+                if (batch.Kind[i] == HitKind.Entry)
+                {
+                    rows[batch.Probe[i]] = rows.GetValueOrDefault(batch.Probe[i]) + 1;
+                }
+            }
+        }
+        var recording = new Recording(traced, untraced, report, GroundTruth.Parse(traced.Stdout, traced.Stderr), trace);
+        return new Traced(recording, reader.Metadata, rows);
+    }
+
+    public void Dispose() => _dir.Dispose();
+}
