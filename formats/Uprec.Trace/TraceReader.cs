@@ -378,13 +378,21 @@ public sealed class TraceReader : IDisposable
                 string?[] text = _kindText;
                 _fast!.ReadStrings(c, text, optional: false, Intern);
                 // Interned: each row holds one of a few instances, so a reference check decides.
+                // Entries and returns interleave at random, so the loop avoids data-dependent branches:
+                // it computes the kind from one reference compare and checks validity once at the end.
                 string entry = Intern("entry"u8), ret = Intern("return"u8);
+                bool unknown = false;
                 for (int i = 0; i < kinds.Length; i++)
                 {
                     string? k = text[i];
-                    kinds[i] = ReferenceEquals(k, entry) ? HitKind.Entry
-                        : ReferenceEquals(k, ret) ? HitKind.Return
-                        : throw new TraceFormatException($"trace '{Path}' has an unknown kind '{k}' (expected entry or return)");
+                    bool isReturn = ReferenceEquals(k, ret);
+                    unknown |= !isReturn & !ReferenceEquals(k, entry);
+                    kinds[i] = (HitKind)(isReturn ? 1 : 0);
+                }
+                if (unknown)
+                {
+                    string? k = text.First(t => !ReferenceEquals(t, entry) && !ReferenceEquals(t, ret));
+                    throw new TraceFormatException($"trace '{Path}' has an unknown kind '{k}' (expected entry or return)");
                 }
                 return kinds;
             },

@@ -59,6 +59,31 @@ public class FastPathTests
         Assert.Equal(slow, Dump(path, fast: true));
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void AnUnknownKindIsAnErrorNamingIt(bool fast)
+    {
+        using var dir = new TempDir();
+        string path = dir.File("k.parquet");
+        new SyntheticTrace
+        {
+            Probes = [new SyntheticProbe("a", 500, new LatencyModel.Uniform(1, 100))],
+            RowGroupSize = 100_000,
+        }.Write(path);
+        // The kind dictionary's "return" (a PLAIN byte array: 4-byte length, then the text) becomes
+        // "rexurn"; Snappy keeps short literals as they are, so only that value changes.
+        byte[] bytes = File.ReadAllBytes(path);
+        byte[] needle = [6, 0, 0, 0, .. "return"u8];
+        int at = bytes.AsSpan().IndexOf(needle);
+        Assert.True(at > 0, "the kind dictionary was not found in the file");
+        Assert.Equal(-1, bytes.AsSpan(at + 1).IndexOf(needle));
+        bytes[at + 4 + 2] = (byte)'x';
+        File.WriteAllBytes(path, bytes);
+        var e = Assert.Throws<TraceFormatException>(() => Dump(path, fast));
+        Assert.Contains("unknown kind 'rexurn'", e.Message);
+    }
+
     [Fact]
     public void EveryColumnTheWriterProducesTakesTheFastPath()
     {
