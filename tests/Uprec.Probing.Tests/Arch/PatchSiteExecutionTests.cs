@@ -115,6 +115,17 @@ public class PatchSiteExecutionTests(SlotHarness harness) : IClassFixture<SlotHa
     }
 
     [Fact]
+    public void A_displaced_loop_instruction_reaches_the_site_from_the_trampoline()
+    {
+        // top: add rax,1 (4 bytes); loop top (2): both displaced, so every iteration goes through the trampoline.
+        // loop has only a rel8 form, which cannot reach the site 256 MB away: BlockEncoder rewrites it.
+        ulong site = Code + 0x1120;
+        var f = Function(site, a => { var top = a.CreateLabel(); a.Label(ref top); a.add(rax, 1); a.loop(top); a.ret(); });
+        var run = Execute(f, site, a => { a.xor(eax, eax); a.mov(ecx, 7); a.call(site); });
+        Assert.Equal(new Run(7, 7, 7), run);
+    }
+
+    [Fact]
     public void Real_gcc_loop_with_endbr64_gives_the_same_result()
     {
         var fixture = PatchSiteFixture.All["cet:loop_back"];
