@@ -27,9 +27,11 @@ public static class PatchSiteAnalyzer
     public const int JumpLength = 5;
 
     /// <summary>
-    /// How far from the site <see cref="Analyze"/> proves that the displaced instructions can be placed: an
-    /// out-of-line area within this distance of the site never makes <see cref="Relocate"/> throw for an
-    /// accepted plan. (A rip-relative operand reaches ±2 GB from its instruction; Analyze tries both ends.)
+    /// How far from the site <see cref="Analyze"/> proves that the displaced instructions can be placed: a
+    /// trampoline within this distance of the site (and above address 0) never makes <see cref="Relocate"/>
+    /// throw for an accepted plan. Branches reach anywhere (BlockEncoder goes through a literal when needed);
+    /// a rip-relative data operand reaches ±2 GB, so Analyze encodes at both ends of the interval, and every
+    /// address between them is then in reach too.
     /// </summary>
     public const ulong ProvenReach = 256UL << 20;
 
@@ -43,7 +45,7 @@ public static class PatchSiteAnalyzer
     /// </summary>
     public static readonly IReadOnlyList<DisplacementRule> NotDisplaceable =
     [
-        new("int3", i => i.Mnemonic is Mnemonic.Int3 or Mnemonic.Int1, 
+        new("int3", i => i.Mnemonic is Mnemonic.Int3 or Mnemonic.Int1,
             "a breakpoint already there (a debugger's, or the program trapping on purpose) would report the trampoline's address"),
         new("a software interrupt", i => i.Mnemonic is Mnemonic.Int or Mnemonic.Into,
             "the signal it raises would report the trampoline's address instead of the site's"),
@@ -57,7 +59,7 @@ public static class PatchSiteAnalyzer
                                    || i.Mnemonic is Mnemonic.Retf or Mnemonic.Iret or Mnemonic.Iretd or Mnemonic.Iretq,
             "it loads CS; compilers never emit it in 64-bit user code"),
         new("transactional memory", i => i.Mnemonic is Mnemonic.Xbegin or Mnemonic.Xabort or Mnemonic.Xend,
-            "the trampoline's ring writes would join the transaction and abort it more often; RTM code keeps the trap path"),
+            "a transaction would enclose the trampoline's counter and ring writes, and an abort would undo them; RTM code keeps the trap path"),
         new("a 16-bit branch", i => i.FlowControl != FlowControl.Next && i.Op0Kind is OpKind.NearBranch16,
             "an operand-size prefix on a branch truncates RIP on AMD CPUs and is ignored on Intel ones"),
         new("a 16-bit call or jump", i => i.Code is Code.Call_rm16 or Code.Jmp_rm16,
@@ -99,7 +101,7 @@ public static class PatchSiteAnalyzer
             var instr = code[i];
             var rule = RuleFor(instr);
             if (rule is not null)
-                return new RefusedPatch($"the first {JumpLength} bytes hold {rule.Name} ({Format(instr)}), which cannot run in a trampoline");
+                return new RefusedPatch($"the patched bytes hold {rule.Name} ({Format(instr)}), which cannot run in a trampoline");
             if (!SameOnIntelAndAmd(instr, function))
                 return new RefusedPatch($"{Format(instr)} decodes differently on intel and amd cpus");
             displaced.Add(instr);
@@ -139,8 +141,7 @@ public static class PatchSiteAnalyzer
         }
 
         var plan = new PatchablePlan(length, displaced);
-        // Accept only what Relocate will encode: try the nearest and farthest trampolines the engine may use,
-        // on both sides of the site.
+        // Accept only what Relocate will encode anywhere within ProvenReach: encode at both ends.
         foreach (var at in new[] { site + ProvenReach, site - Math.Min(site, ProvenReach) })
         {
             if (!TryRelocate(plan, site, at, out _, out var error))

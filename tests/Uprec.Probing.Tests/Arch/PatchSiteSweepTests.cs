@@ -23,7 +23,7 @@ public class PatchSiteSweepTests(ITestOutputHelper output)
         {
             "function too short", "the function leaves within", "a branch in the function", "a branch in a .cold fragment",
             "a call in the patch returns", "the function has an indirect jump", "the function takes the address",
-            "the first 5 bytes hold", "cannot decode the function",
+            "the patched bytes hold", "cannot decode the function",
         })
         {
             if (reason.StartsWith(known, StringComparison.Ordinal))
