@@ -2,14 +2,18 @@
 // is then killed with SIGKILL: the program must finish on its own with the same checksum as an
 // untraced run. The work is a fixed number of rounds (so the checksum never depends on timing),
 // each a batch of calls followed by a 1 ms sleep (so the run lasts about ROUNDS ms whatever the
-// CPU speed, long enough for a tracer to attach).
+// CPU speed).
 //
-// Usage: inproc_kill [ROUNDS [CALLS_PER_ROUND]]   (defaults 5000 and 20000)
+// Usage: inproc_kill [ROUNDS [CALLS_PER_ROUND [PATCH_WAIT_SECONDS]]]   (defaults 5000, 20000, 0)
+// With PATCH_WAIT_SECONDS, the counted rounds start only once kwork is seen patched (or that many
+// seconds have passed): however long a tracer takes to start and attach, it is killed while the
+// counted rounds run. The waiting rounds call kwork the same way but count in neither output line.
 // stdout:  ready <pid>                 once, flushed, after the first call of kwork
-//          count kwork <calls>
+//          count kwork <calls>         calls of the counted rounds (+1 for the call before ready)
 //          checksum <16 hex digits>
 // stderr:  patched round <r>           once, flushed, the first time kwork's first bytes in memory
-//                                      differ from its bytes in /proc/self/exe (a tracer's patch)
+//                                      differ from its bytes in /proc/self/exe (a tracer's patch);
+//                                      r counts rounds from the start, waiting rounds included
 //          patched rounds <n>          at the end: rounds that saw kwork patched (0 untraced)
 // Exit code 0; 2 on a bad argument; 5 if kwork's bytes in the file could not be read.
 #define _GNU_SOURCE
@@ -24,6 +28,8 @@
 #include <unistd.h>
 
 enum { CHECKED_BYTES = 8 };
+
+static volatile uint64_t sink;
 
 __attribute__((noinline, noclone)) uint64_t kwork(uint64_t x)
 {
@@ -69,12 +75,23 @@ static int read_original(unsigned char *out)
     return n == CHECKED_BYTES ? 0 : -1;
 }
 
+static void check_patched(const unsigned char *original, long round, long *patched_rounds)
+{
+    if (memcmp(original, (const void *)&kwork, CHECKED_BYTES) != 0) {
+        if ((*patched_rounds)++ == 0) {
+            fprintf(stderr, "patched round %ld\n", round);
+            fflush(stderr);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     long rounds = argc > 1 ? atol(argv[1]) : 5000;
     long per_round = argc > 2 ? atol(argv[2]) : 20000;
-    if (rounds < 1 || per_round < 1) {
-        fprintf(stderr, "usage: inproc_kill [ROUNDS>0 [CALLS_PER_ROUND>0]]\n");
+    long patch_wait = argc > 3 ? atol(argv[3]) : 0;
+    if (rounds < 1 || per_round < 1 || patch_wait < 0) {
+        fprintf(stderr, "usage: inproc_kill [ROUNDS>0 [CALLS_PER_ROUND>0 [PATCH_WAIT_SECONDS>=0]]]\n");
         return 2;
     }
     unsigned char original[CHECKED_BYTES];
@@ -89,18 +106,24 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     const struct timespec pause = { 0, 1000000 };
-    long patched_rounds = 0;
-    for (long r = 0; r < rounds; r++) {
+    long patched_rounds = 0, round = 0;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (; patched_rounds == 0; round++) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - start.tv_sec) * 1000000000L + (now.tv_nsec - start.tv_nsec) >= patch_wait * 1000000000L)
+            break;
+        for (long i = 0; i < per_round; i++)
+            sink += kwork((uint64_t)i);
+        check_patched(original, round, &patched_rounds);
+        nanosleep(&pause, NULL);
+    }
+    for (long r = 0; r < rounds; r++, round++) {
         for (long i = 0; i < per_round; i++) {
             checksum = checksum * 31 + kwork((uint64_t)calls);
             calls++;
         }
-        if (memcmp(original, (const void *)&kwork, CHECKED_BYTES) != 0) {
-            if (patched_rounds++ == 0) {
-                fprintf(stderr, "patched round %ld\n", r);
-                fflush(stderr);
-            }
-        }
+        check_patched(original, round, &patched_rounds);
         nanosleep(&pause, NULL);
     }
     fprintf(stderr, "patched rounds %ld\n", patched_rounds);

@@ -190,12 +190,17 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
     public async Task A_program_whose_tracer_is_killed_while_attached_finishes_with_its_own_checksum()
     {
         string binary = programs.Path("inproc_kill");
-        // About 6 s of rounds untraced: time enough for uprec to start, attach and patch.
-        string[] args = ["6000", "20000"];
-        GroundTruth untraced = GroundTruth.Parse(Processes.Run(binary, args).Stdout);
+        // 4000 rounds of a batch and a 1 ms sleep: about 4 s. Traced, the counted rounds start
+        // only once the program sees kwork patched (it waits up to 120 s for that), so however
+        // slowly uprec starts, it is killed 0.5 s into those 4 s.
+        string[] args = ["4000", "20000"];
+        ProcessResult alone = Processes.Run(binary, args);
+        Assert.True(alone.ExitCode == 0, $"the program itself misbehaved untraced: {alone}");
+        GroundTruth untraced = GroundTruth.Parse(alone.Stdout);
 
-        using Process target = Process.Start(Processes.StartInfo(binary, args))!;
+        using Process target = Process.Start(Processes.StartInfo(binary, [.. args, "120"]))!;
         target.StandardInput.Close();
+        Process? tracer = null;
         try
         {
             string? ready = await target.StandardOutput.ReadLineAsync().WaitAsync(Processes.Limit);
@@ -204,23 +209,21 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
             var patched = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
             Task<string> stderr = ReadStderrNoting(target, "patched round ", patched);
 
-            Process tracer = Uprec.Start(["record", "-p", target.Id.ToString(CultureInfo.InvariantCulture),
+            tracer = Uprec.Start(["record", "-p", target.Id.ToString(CultureInfo.InvariantCulture),
                 "-o", _dir.File("killed.parquet"), "-e", $"{binary}:kwork"]);
             tracer.StandardInput.Close();
-            Task<string> tracerOut = tracer.StandardOutput.ReadToEndAsync();
+            _ = tracer.StandardOutput.ReadToEndAsync();
             Task<string> tracerErr = tracer.StandardError.ReadToEndAsync();
-            using (tracer)
-            {
-                // The program reports the first round that sees kwork's bytes changed.
-                await Task.WhenAny(patched.Task, stderr, Task.Delay(Processes.Limit));
-                Assert.True(patched.Task.IsCompleted,
-                    $"the program never saw kwork patched (it finished first, or uprec failed); uprec: {(tracer.HasExited ? $"exited {tracer.ExitCode}: {Peek(tracerErr)}" : "still running")}");
-                // Let hits flow through the trampoline (and rings start filling) before the kill.
-                await Task.Delay(TimeSpan.FromMilliseconds(500));
-                Assert.False(tracer.HasExited, $"uprec ended before it could be killed: exit {(tracer.HasExited ? tracer.ExitCode : 0)}, {Peek(tracerErr)}");
-                tracer.Kill();
-                Assert.True(tracer.WaitForExit(Processes.Limit), "uprec did not die of SIGKILL");
-            }
+
+            // The program reports the first round that sees kwork's bytes changed.
+            await Task.WhenAny(patched.Task, stderr, Task.Delay(Processes.Limit));
+            Assert.True(patched.Task.IsCompleted,
+                $"the program never saw kwork patched (it finished first, or uprec failed); uprec: {(tracer.HasExited ? $"exited {tracer.ExitCode}: {Peek(tracerErr)}" : "still running")}");
+            // Let hits flow through the trampoline (and rings start filling) before the kill.
+            await Task.Delay(TimeSpan.FromMilliseconds(500));
+            Assert.False(tracer.HasExited, $"uprec ended before it could be killed: {(tracer.HasExited ? $"exit {tracer.ExitCode}, {Peek(tracerErr)}" : "")}");
+            tracer.Kill();
+            Assert.True(tracer.WaitForExit(Processes.Limit), "uprec did not die of SIGKILL");
 
             ProcessResult finished = Processes.Finish(target, rest, stderr, "inproc_kill");
             Assert.True(finished.ExitCode == 0, $"the program did not survive its tracer's SIGKILL: {finished}");
@@ -230,6 +233,12 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
         }
         finally
         {
+            // A failed assertion must leave neither process running until its own time limit.
+            if (tracer is { HasExited: false })
+            {
+                tracer.Kill();
+            }
+            tracer?.Dispose();
             if (!target.HasExited)
             {
                 target.Kill();
