@@ -18,8 +18,10 @@ namespace Uprec.Probing.Arch;
 /// <para>What this cannot see, and the engine must handle: a thread whose RIP (or a signal frame's saved RIP)
 /// is inside bytes 1..4 while patching; branches from other functions into the middle of this one
 /// (hand-written assembly such as glibc's string functions does that; compiled code does not); and C++
-/// landing pads, which only .gcc_except_table names — they follow a call, so they cannot lie in the first
-/// bytes of a function, but a probe at an offset inside a function could cover one.</para>
+/// landing pads, which only .gcc_except_table names. A landing pad is entered by unwinding, not by falling
+/// through (LLVM's IR requires it; not verified for GCC), and every displaced instruction after the
+/// first is entered by falling through from the one before, so a pad there would be unusual code; it is
+/// the residual risk of a probe inside a function.</para>
 /// </remarks>
 public static class PatchSiteAnalyzer
 {
