@@ -4,16 +4,21 @@
 # and judges nothing.
 #
 # Usage (as root, for perf's kernel uprobes):
-#   bench/hitcost/run.sh [CALLS [REPEATS]]     (defaults: 10000000 calls per thread, 5 runs)
+#   bench/hitcost/run.sh [CALLS [REPEATS]]     (defaults: 10000000 calls per thread, 5 runs;
+#                                               about 6 minutes on the 2-vCPU development VM)
 # One run prints one table: a column per mode (entry probe; entry+return probe) and thread count
 # (1 and 2 threads, each thread making the calls), a row per tracer:
 #   untraced                     ns per call of the bare loop (the baseline of every other row)
 #   uprec (default path)         uprec record -e hitcost:func[%return], --hit-path auto
 #   uprec --hit-path trap        every probe on the int3 trap path
 #   uprec, filtered out          a --filter no task matches: the process should get no patch at all
-#   uftrace -P func              uftrace record -P '^func$' (dynamic patching of the same binary;
-#                                uftrace always hooks the return too, so its "entry" columns are its
-#                                entry+return cost)
+#   uftrace -P func              uftrace record -P '^func$': dynamic patching of the same binary
+#                                (uftrace 0.13 of Debian 12 patches a plain -O2 build). If a trial
+#                                run counts no call there, the row uses a second copy built with
+#                                -pg -mfentry -mnop-mcount -no-pie (a 5-byte nop at each function
+#                                entry, which uftrace -P turns into a call) against that copy's own
+#                                untraced loop, and says so. uftrace always hooks the return too,
+#                                so its "entry" columns are its entry+return cost
 #   perf record (kernel uprobe)  perf probe -x hitcost func [func%return] + perf record
 #   uprec samples kept           for the default path: (count - lost) from `uprec report --format
 #                                json`, per second of loop time, in millions, and the lost share
@@ -84,8 +89,26 @@ if ! command -v "$uftrace" >/dev/null; then
     fi
 fi
 have_uftrace=0
+uftrace_bin=$bin
+# Calls of func that uftrace saw in a trial run of BINARY (0 when it could not patch it).
+uftrace_counts() {
+    rm -rf "$work/uftrace-trial"
+    "$uftrace" record --no-libcall -d "$work/uftrace-trial" -P '^func$' "$1" 1000 >/dev/null 2>&1 || { echo 0; return; }
+    "$uftrace" report -d "$work/uftrace-trial" 2>/dev/null | awk '$NF == "func" { n = $(NF - 1) } END { print n + 0 }'
+}
 if command -v "$uftrace" >/dev/null; then
     have_uftrace=1
+    if [ "$(uftrace_counts "$bin")" != 1000 ]; then
+        # -mnop-mcount is not implemented for -fPIC, hence -no-pie.
+        gcc -O2 -pthread -pg -mfentry -mnop-mcount -fno-pie -no-pie -o "$work/hitcost-fentry" "$here/hitcost.c"
+        uftrace_bin="$work/hitcost-fentry"
+        if [ "$(uftrace_counts "$uftrace_bin")" = 1000 ]; then
+            notes+=("uftrace could not patch the plain build: its row ran a copy built with -pg -mfentry -mnop-mcount -no-pie, against that copy's untraced loop")
+        else
+            have_uftrace=0
+            notes+=("uftrace row skipped: it counted no call of func, in the plain build or in a -pg -mfentry -mnop-mcount copy")
+        fi
+    fi
 else
     notes+=("uftrace row skipped: no $uftrace (install the Debian package uftrace, or run as root)")
 fi
@@ -106,6 +129,7 @@ fi
 
 # Runs one row once: ROW MODE THREADS CALLS. Prints the program's stdout (uprec, uftrace and
 # perf pass it through); every output file goes to $out, emptied before each run.
+# untraced_fentry is the untraced loop of the copy uftrace may need (the baseline of its row).
 run_row() {
     local row=$1 mode=$2 threads=$3 n=$4 spec=func events=(-e "$probe_group:func")
     if [ "$mode" = return ]; then
@@ -115,12 +139,13 @@ run_row() {
     rm -rf "$out" && mkdir -p "$out"
     case "$row" in
         untraced) "$bin" "$n" "$threads" ;;
+        untraced_fentry) "$uftrace_bin" "$n" "$threads" ;;
         uprec) "$UPREC" record -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" ;;
         trap) "$UPREC" record --hit-path trap -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" ;;
         idle) "$UPREC" record --hit-path trap --idle-tracer -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" ;;
         filtered) "$UPREC" record -o "$out/trace.parquet" -e "$bin:$spec" --filter 'comm == "no-such-comm"' \
             -- "$bin" "$n" "$threads" ;;
-        uftrace) "$uftrace" record --no-libcall -d "$out/uftrace.data" -P '^func$' "$bin" "$n" "$threads" ;;
+        uftrace) "$uftrace" record --no-libcall -d "$out/uftrace.data" -P '^func$' "$uftrace_bin" "$n" "$threads" ;;
         perf) "$perf" record -q -o "$out/perf.data" "${events[@]}" -- "$bin" "$n" "$threads" ;;
     esac
 }
@@ -142,14 +167,14 @@ stats() {
         END { if (na || NR == 0) print "NA"; else print v[int((NR + 1) / 2)], v[1], v[NR] }'
 }
 
-# Median untraced loop_ns per "THREADS,CALLS", measured once each, when first needed. Call
-# ensure_baseline directly, not in $(...): a subshell would lose what it measured.
+# Median untraced loop_ns per "BASELINE-ROW,THREADS,CALLS", measured once each, when first
+# needed. Call ensure_baseline directly, not in $(...): a subshell would lose what it measured.
 declare -A base_cache
-ensure_baseline() { # THREADS CALLS
-    if [ -z "${base_cache[$1,$2]:-}" ]; then
+ensure_baseline() { # BASELINE-ROW THREADS CALLS
+    if [ -z "${base_cache[$1,$2,$3]:-}" ]; then
         local s
-        s=$(for _ in $(seq "$repeats"); do loop_ns_of untraced entry "$1" "$2"; done | stats)
-        base_cache[$1,$2]=${s%% *}
+        s=$(for _ in $(seq "$repeats"); do loop_ns_of "$1" entry "$2" "$3"; done | stats)
+        base_cache[$1,$2,$3]=${s%% *}
     fi
 }
 
@@ -172,15 +197,17 @@ measure_row() {
                 n=$calls
                 local probe
                 probe=$(loop_ns_of "$row" "$mode" "$threads" "$slow_calls")
-                ensure_baseline "$threads" "$slow_calls"
-                if [ "$probe" = NA ] || [ "$(awk -v c="$(per_hit "$probe" "${base_cache[$threads,$slow_calls]}" "$slow_calls" "$threads")" \
+                ensure_baseline untraced "$threads" "$slow_calls"
+                if [ "$probe" = NA ] || [ "$(awk -v c="$(per_hit "$probe" "${base_cache[untraced,$threads,$slow_calls]}" "$slow_calls" "$threads")" \
                     -v lim="$stopping_ns" 'BEGIN { print (c > lim) }')" = 1 ]; then
                     n=$slow_calls
                 fi
                 ;;
         esac
-        ensure_baseline "$threads" "$n"
-        base=${base_cache[$threads,$n]}
+        local base_row=untraced
+        if [ "$row" = uftrace ] && [ "$uftrace_bin" != "$bin" ]; then base_row=untraced_fentry; fi
+        ensure_baseline "$base_row" "$threads" "$n"
+        base=${base_cache[$base_row,$threads,$n]}
         local runs=() rates=() loop
         for _ in $(seq "$repeats"); do
             loop=$(loop_ns_of "$row" "$mode" "$threads" "$n")
@@ -237,8 +264,8 @@ for row in "${rows[@]}"; do
     if [ "$row" = untraced ]; then
         for col in "${columns[@]}"; do
             read -r _ threads <<<"$col"
-            ensure_baseline "$threads" "$calls"
-            cell[untraced,$col]=$(awk -v t="${base_cache[$threads,$calls]}" -v n="$calls" -v k="$threads" 'BEGIN { printf "%.2f", t / (n * k) }')
+            ensure_baseline untraced "$threads" "$calls"
+            cell[untraced,$col]=$(awk -v t="${base_cache[untraced,$threads,$calls]}" -v n="$calls" -v k="$threads" 'BEGIN { printf "%.2f", t / (n * k) }')
             used[untraced,$col]=$calls
         done
     else
@@ -267,4 +294,11 @@ printf '\n\n'
 print_table "calls per thread" used
 echo
 print_table "spread over runs (ns per hit)" spread
+echo
+echo "ns per hit = (traced loop - untraced loop) / (calls x threads); with 2 threads the loop is the"
+echo "wall time of the parallel section. Entry+return columns: one call (entry and return) is one hit."
+if [ "$have_uftrace" = 1 ]; then
+    echo "uftrace has no entry-only mode: it hooks the return as well in every column."
+fi
+echo "uprec samples kept = (count - lost) of the default-path run / loop seconds (uprec report --format json)."
 for note in "${notes[@]}"; do echo "$note"; done
