@@ -224,6 +224,12 @@ public static class PatchSiteAnalyzer
     /// differ from the real call, since the callee, unwinders and backtrace() look at the return address, and
     /// the caller's registers and flags are live across a call's argument setup.
     /// </summary>
+    /// <remarks>
+    /// A process running with a CET shadow stack (x86_Thread_features: shstk in /proc/PID/status) cannot take
+    /// this: the pushed address is not on the shadow stack, so the callee's ret faults. Such a process needs
+    /// plans without displaced calls. Likewise, were user-space IBT ever enforced, an endbr64 at the site could
+    /// not be displaced (indirect calls must land on it); probing at entry+4 keeps it.
+    /// </remarks>
     static bool AppendCall(List<Instruction> sequence, in Instruction original, Instruction copy, out string error)
     {
         ulong returnAddress = original.NextIP;
