@@ -168,6 +168,21 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
     }
 
     [Fact]
+    public void An_unknown_hit_path_is_refused_in_one_line_before_the_program_starts()
+    {
+        string binary = programs.Path("inproc_hot2");
+
+        ProcessResult r = Uprec.Run(["record", "--hit-path", "fast", "-o", _dir.File("never.parquet"), "-e", $"{binary}:hot", "--", binary, "10"]);
+
+        Assert.True(r.ExitCode == 2, $"expected exit code 2: {r}");
+        string[] lines = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length == 1, $"expected exactly one line on stderr: {r}");
+        Assert.StartsWith("uprec: error: ", lines[0]);
+        Assert.Contains("fast", lines[0]);
+        Assert.Equal("", r.Stdout);
+    }
+
+    [Fact]
     public void A_target_scribbling_over_its_rings_and_counters_runs_as_untraced_and_uprec_survives()
     {
         string binary = programs.Path("inproc_scribble");
