@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Uprec.Trace;
 
 namespace Uprec.Reporting.Script;
@@ -154,7 +155,7 @@ public static class ScriptEngine
                     s.Append(CultureInfo.InvariantCulture, $" {name}={v}");
                     break;
                 case string?[] str when str[i] is string v:
-                    s.Append(' ').Append(name).Append('=').Append(JsonSerializer.Serialize(v));
+                    s.Append(' ').Append(name).Append('=').Append(Quote(v));
                     break;
             }
         }
@@ -163,7 +164,7 @@ public static class ScriptEngine
     internal static void FormatJson(StringBuilder s, TraceBatch b, int i)
     {
         s.Append(CultureInfo.InvariantCulture, $"{{\"time_ns\":{b.TimeNs[i]},\"pid\":{b.Pid[i]},\"tid\":{b.Tid[i]},\"comm\":");
-        s.Append(JsonSerializer.Serialize(b.Comm[i])).Append(",\"probe\":").Append(JsonSerializer.Serialize(b.Probe[i]));
+        s.Append(Quote(b.Comm[i])).Append(",\"probe\":").Append(Quote(b.Probe[i]));
         s.Append(b.Kind[i] == HitKind.Return ? ",\"kind\":\"return\"" : ",\"kind\":\"entry\"");
         if (b.DurationNs[i] is long d)
         {
@@ -176,14 +177,14 @@ public static class ScriptEngine
             {
                 long?[] l => l[i]?.ToString(CultureInfo.InvariantCulture),
                 ulong?[] u => u[i]?.ToString(CultureInfo.InvariantCulture),
-                string?[] str => str[i] is string v ? JsonSerializer.Serialize(v) : null,
+                string?[] str => str[i] is string v ? Quote(v) : null,
                 _ => null,
             };
             if (value is null)
             {
                 continue;
             }
-            s.Append(any ? "," : ",\"args\":{").Append(JsonSerializer.Serialize(name)).Append(':').Append(value);
+            s.Append(any ? "," : ",\"args\":{").Append(Quote(name)).Append(':').Append(value);
             any = true;
         }
         if (any)
@@ -192,4 +193,11 @@ public static class ScriptEngine
         }
         s.Append('}');
     }
+
+    /// <summary>A JSON string literal, escaped as System.Text.Json does by default.</summary>
+    private static string Quote(string value) => JsonSerializer.Serialize(value, ScriptJsonContext.Default.String);
 }
+
+// Source-generated so script works in a Native AOT uprec, where reflection-based serialization is off.
+[JsonSerializable(typeof(string))]
+internal sealed partial class ScriptJsonContext : JsonSerializerContext;
