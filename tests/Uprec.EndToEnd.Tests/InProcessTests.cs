@@ -11,7 +11,7 @@ namespace Uprec.EndToEnd.Tests;
 /// </summary>
 public sealed class InProcessPrograms : IDisposable
 {
-    private static readonly string[] Sources = ["inproc_hot2.c", "inproc_scribble.c", "inproc_kill.c"];
+    private static readonly string[] Sources = ["inproc_hot2.c", "inproc_scribble.c", "inproc_kill.c", "inproc_churn.c", "inproc_fork.c"];
 
     private readonly TempDirectory _build = new("uprec-e2e-inproc");
 
@@ -84,6 +84,53 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
         Assert.Single(reportTasks.Select(t => t.Pid).Distinct());
     }
 
+    /// <summary>
+    /// Threads started one after another reuse a TCB, hence an fs base: each thread's calls are
+    /// its own, and an exiting thread's last samples are drained, not lost or given to the next.
+    /// Every thread makes at most a few thousand calls, far fewer than a ring holds, so nothing
+    /// may be dropped at all.
+    /// </summary>
+    [Fact]
+    public void Threads_that_come_and_go_keep_their_own_exact_counts_and_every_sample()
+    {
+        string binary = programs.Path("inproc_churn");
+
+        Traced r = Record([], [$"{binary}:churn"], binary, ["8", "4"]);
+
+        ProbeMeta churn = r.Probe("churn");
+        AssertHitPath(churn, "inprocess");
+        Assert.Equal(r.Truth.Count("churn"), churn.Count);
+        Assert.Equal(r.Truth.Count("churn"), r.Report.Count("churn"));
+        Assert.True(churn.Lost == 0, $"{churn.Lost} samples lost although no thread made more than a few thousand calls");
+        Assert.Equal(churn.Count, r.EntryRows("churn"));
+        Assert.Equal(r.Truth.Number("threads"), r.Truth.Tasks.Count);
+        AssertPerTaskCountsExact(r, "churn");
+    }
+
+    /// <summary>
+    /// fork copies the parent's rings and counters into the child: the calls made before the fork
+    /// are the parent's, counted once.
+    /// </summary>
+    [Fact]
+    public void A_forked_child_and_its_parent_are_counted_once_each()
+    {
+        string binary = programs.Path("inproc_fork");
+
+        Traced r = Record([], [$"{binary}:forked"], binary, ["3001", "2003", "1009"]);
+
+        ProbeMeta forked = r.Probe("forked");
+        AssertHitPath(forked, "inprocess");
+        Assert.Equal(3001 + 2003 + 1009, r.Truth.Count("forked"));
+        Assert.Equal(r.Truth.Count("forked"), forked.Count);
+        Assert.Equal(r.Truth.Count("forked"), r.Report.Count("forked"));
+        Assert.True(forked.Count - forked.Lost == r.EntryRows("forked"),
+            $"Count {forked.Count} - Lost {forked.Lost} must be the rows of 'forked', the trace has {r.EntryRows("forked")}");
+        Assert.True(forked.Lost == 0, $"{forked.Lost} samples lost out of a few thousand");
+        AssertPerTaskCountsExact(r, "forked");
+        // Two single-threaded processes: each task is its own process.
+        Assert.All(r.Report.Tasks.Where(t => t.Probe == "forked"), t => Assert.Equal(t.Pid, t.Tid));
+    }
+
     [Theory]
     [InlineData(Linkage.Pie)]
     [InlineData(Linkage.NoPie)]
@@ -115,9 +162,7 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
 
         AssertHitPath(r.Probe("work"), "trap");
         Assert.Equal(r.Truth.Count("work"), r.Report.Count("work"));
-        var expected = r.Truth.Tasks.Where(t => t.Function == "work").ToDictionary(t => t.Tid, t => t.Count);
-        var actual = r.Report.Tasks.Where(t => t.Probe == "work").ToDictionary(t => t.Tid, t => t.Count);
-        Assert.Equal(expected.OrderBy(kv => kv.Key), actual.OrderBy(kv => kv.Key));
+        AssertPerTaskCountsExact(r, "work");
     }
 
     /// <summary>
@@ -274,6 +319,15 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
             }
         }
         return all.ToString();
+    }
+
+    /// <summary>The report's per-task counts of PROBE are exactly the `task TID FUNCTION N` lines the program printed.</summary>
+    private static void AssertPerTaskCountsExact(Traced r, string probe)
+    {
+        var expected = r.Truth.Tasks.Where(t => t.Function == probe).ToDictionary(t => t.Tid, t => t.Count);
+        var actual = r.Report.Tasks.Where(t => t.Probe == probe).ToDictionary(t => t.Tid, t => t.Count);
+        Assert.True(expected.Count > 0, $"the program printed no 'task TID {probe} N' lines:\n{r.Result.Traced.Stderr}");
+        Assert.Equal(expected.OrderBy(kv => kv.Key), actual.OrderBy(kv => kv.Key));
     }
 
     private static string Peek(Task<string> stream) => stream.IsCompletedSuccessfully ? stream.Result : "(output still open)";
