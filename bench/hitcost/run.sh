@@ -296,7 +296,8 @@ echo
 print_table "spread over runs (ns per hit)" spread
 echo
 echo "ns per hit = (traced loop - untraced loop) / (calls x threads); with 2 threads the loop is the"
-echo "wall time of the parallel section. Entry+return columns: one call (entry and return) is one hit."
+echo "wall time of the parallel section (times 2: the cost of a hit as each of the two threads sees it)."
+echo "Entry+return columns: one call (an entry and its return) is one hit."
 if [ "$have_uftrace" = 1 ]; then
     echo "uftrace has no entry-only mode: it hooks the return as well in every column."
 fi
