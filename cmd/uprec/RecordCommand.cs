@@ -43,6 +43,13 @@ public static class RecordCommand
         Description = "Run uprec's tracer at SCHED_IDLE: on a quiet machine each hit stays on one CPU (cheaper); on a busy one the program waits longer",
     };
 
+    private static readonly Option<string> HitPath = new("--hit-path")
+    {
+        Description = "auto: a jump to an in-process trampoline where the function allows it (no stop per hit), " +
+            "else an int3 trap; inprocess: only probes that can go in process are placed; trap: int3 traps only",
+        DefaultValueFactory = _ => "auto",
+    };
+
     private static readonly Argument<string[]> Program = new("command")
     {
         Description = "The program to run and its arguments (after --)",
@@ -62,13 +69,13 @@ public static class RecordCommand
               uprec record -e './prog:parse len=arg2:u32' --filter 'len > 4096' -- ./prog
             """)
         {
-            Events, FilterOption, Output, Pids, Duration, IdleTracer, Program,
+            Events, FilterOption, Output, Pids, Duration, HitPath, IdleTracer, Program,
         };
         command.SetAction(parse => CliErrors.Guard(() =>
         {
             RejectOptionsTakenAsProgram(parse);
             return Run(parse.GetValue(Events) ?? [], FiltersByEvent(parse), parse.GetValue(Output)!, parse.GetValue(Program) ?? [],
-                ParsePids(parse.GetValue(Pids)), parse.GetValue(Duration), parse.GetValue(IdleTracer));
+                ParsePids(parse.GetValue(Pids)), parse.GetValue(Duration), parse.GetValue(IdleTracer), ParseHitPath(parse.GetValue(HitPath)!));
         }));
         return command;
     }
@@ -118,6 +125,14 @@ public static class RecordCommand
         return filters;
     }
 
+    private static HitPathMode ParseHitPath(string text) => text switch
+    {
+        "auto" => HitPathMode.Auto,
+        "inprocess" => HitPathMode.InProcess,
+        "trap" => HitPathMode.Trap,
+        _ => throw new UsageException($"bad --hit-path '{text}': expected auto, inprocess or trap"),
+    };
+
     private static IReadOnlyList<int> ParsePids(string? text)
     {
         if (text is null) return [];
@@ -131,7 +146,7 @@ public static class RecordCommand
         return pids;
     }
 
-    private static int Run(string[] events, IReadOnlyList<string?> filters, string output, string[] program, IReadOnlyList<int> pids, double? duration, bool idleTracer)
+    private static int Run(string[] events, IReadOnlyList<string?> filters, string output, string[] program, IReadOnlyList<int> pids, double? duration, bool idleTracer, HitPathMode hitPath)
     {
         if (events.Length == 0)
             throw new UsageException("no probes: give at least one -e BINARY:SYMBOL, e.g. -e ./prog:main (see 'uprec list BINARY')");
@@ -148,6 +163,7 @@ public static class RecordCommand
             Command = program,
             AttachPids = pids,
             IdleTracer = idleTracer,
+            HitPath = hitPath,
             Duration = duration is double secs ? TimeSpan.FromSeconds(secs) : null,
             OutputPath = output,
             CommandLine = Environment.GetCommandLineArgs().Skip(1).Prepend("uprec").ToList(),
@@ -162,6 +178,12 @@ public static class RecordCommand
 
         foreach (var p in result.Probes.Where(p => !p.Installed))
             Console.Error.WriteLine($"uprec: warning: probe '{p.Name}' ({p.Spec}) was never installed: {p.HitPathReason ?? "its binary was not mapped"}");
+        foreach (var p in result.Probes.Where(p => p.Installed))
+        {
+            string path = p.HitPath == "inprocess" ? "in process" : $"trap path{(p.HitPathReason is null ? "" : $" ({p.HitPathReason})")}";
+            string lost = p.Lost > 0 ? $"; {p.Lost} of {p.Count} samples dropped (full ring), counts exact" : "";
+            Console.Error.WriteLine($"uprec: {p.Name}: {path}{lost}");
+        }
         long hits = result.Probes.Sum(p => Math.Max(0, p.Count));
         // Prefixed like every message of uprec's own, so scripts can tell it from the program's stderr.
         Console.Error.WriteLine($"uprec: recorded {hits} hits of {result.Probes.Count(p => p.Installed)} probes into {result.OutputPath} ({result.Rows} rows)");

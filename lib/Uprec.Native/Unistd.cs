@@ -37,8 +37,10 @@ public static unsafe partial class Unistd
     [LibraryImport("libc")]
     public static partial uint getuid();
 
+    public const ulong AT_HWCAP2 = 26;
 
-
+    [LibraryImport("libc")]
+    public static partial ulong getauxval(ulong type);
 
     public const int SCHED_OTHER = 0, SCHED_IDLE = 5;
 
@@ -54,6 +56,18 @@ public static unsafe partial class Unistd
 
     [LibraryImport("libc", SetLastError = true)]
     public static partial nint process_vm_readv(int pid, iovec* local, ulong liovcnt, iovec* remote, ulong riovcnt, ulong flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial nint process_vm_writev(int pid, iovec* local, ulong liovcnt, iovec* remote, ulong riovcnt, ulong flags);
+
+    public const int PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
+    public const int MAP_PRIVATE = 0x02, MAP_ANONYMOUS = 0x20;
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial void* mmap(void* addr, nint length, int prot, int flags, int fd, long offset);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int mprotect(void* addr, nint length, int prot);
 
     /// <summary>struct stat (x86-64): only st_dev and st_ino are read; the buffer is the full 144 bytes.</summary>
     [StructLayout(LayoutKind.Explicit, Size = 144)]

@@ -16,6 +16,17 @@ public enum StopReason
     Error,
 }
 
+/// <summary>Which hit path probes may take (record --hit-path).</summary>
+public enum HitPathMode
+{
+    /// <summary>In process where the analysis allows, the trap path elsewhere.</summary>
+    Auto,
+    /// <summary>In process only: a probe that cannot go in process is not placed.</summary>
+    InProcess,
+    /// <summary>Every probe on the int3 trap path.</summary>
+    Trap,
+}
+
 /// <summary>Where record's messages go; the engine never touches the console.</summary>
 public interface IRecordLog
 {
@@ -35,6 +46,8 @@ public sealed record RecordRequest
     public IReadOnlyList<int> AttachPids { get; init; } = [];
     /// <summary>Stop after this long (null: until the program exits or a signal).</summary>
     public TimeSpan? Duration { get; init; }
+    /// <summary>Which hit path probes may take (--hit-path).</summary>
+    public HitPathMode HitPath { get; init; }
     /// <summary>Run the tracer at SCHED_IDLE (cheaper hits on a quiet machine; see Tracer.IdleTracer).</summary>
     public bool IdleTracer { get; init; }
     public required string OutputPath { get; init; }
@@ -90,7 +103,7 @@ public static class Recorder
             Probes = catalog.Probes.Select(p => p.ToMeta()).ToList(),
         });
         catalog.ProbeAdded += probe => writer.DeclareProbe(probe.ToMeta());
-        var tracer = new Tracer(catalog, writer, log) { IdleTracer = request.IdleTracer };
+        var tracer = new Tracer(catalog, writer, log) { IdleTracer = request.IdleTracer, HitPath = request.HitPath };
         Exception? failure = null;
         var thread = new Thread(() =>
         {
@@ -123,6 +136,7 @@ public static class Recorder
         thread.Join();
         stop.Bind(null);
         tracer.StopWaker();
+        tracer.FinishInProcess();
 
         int? status = tracer.WorkloadStatus;
         int? exitCode = status is int s && Native.Wait.WIFEXITED(s) ? Native.Wait.WEXITSTATUS(s) : null;

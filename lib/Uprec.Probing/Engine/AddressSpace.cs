@@ -20,6 +20,17 @@ internal sealed class Site
     public TrapPlan? Plan { get; set; }
     public ulong Slot { get; set; }
     public bool Removed { get; set; }
+    /// <summary>The in-process patch this site may take (null: the trap path only).</summary>
+    public PatchablePlan? Patch { get; set; }
+    /// <summary>The program may read the flags the trampoline changes (TrampolineBuilder.FlagsMayBeLive).</summary>
+    public bool FlagsLive { get; init; } = true;
+    /// <summary>The int3 has become a jmp to a trampoline.</summary>
+    public bool Promoted { get; set; }
+    /// <summary>Promoted, but a probe was added since: the trampoline must be built again.</summary>
+    public bool Stale { get; set; }
+    public bool NeedsPatch => !Removed && Patch is not null && (!Promoted || Stale);
+    /// <summary>How many bytes of <see cref="Original"/> our patch replaced.</summary>
+    public int PatchedLength => Promoted ? PatchSiteAnalyzer.JumpLength : 1;
 }
 
 /// <summary>Internal sites uprec places for itself.</summary>
@@ -37,6 +48,8 @@ internal enum SiteKind
     Backtrace,
     /// <summary>Where a backtrace returns to: hijack again what the backtrace had put back; then removed.</summary>
     Rehijack,
+    /// <summary>libc's execve: the address space is about to go; read its rings and counters one last time.</summary>
+    Exec,
 }
 
 /// <summary>An executable area uprec mapped into the target for out-of-line copies (the seed's XOL area).</summary>
@@ -67,6 +80,9 @@ internal sealed class AddressSpace : IDisposable
     public int Users { get; set; } = 1;
     /// <summary>An int3 in the XOL area that hijacked return addresses point to; 0 until a return probe needs it.</summary>
     public ulong ReturnTrampoline { get; set; }
+    /// <summary>The in-process path's thread table and rings here; null until the first patch.</summary>
+    public InProcessArea? Area { get; set; }
+    public bool HasPendingPatches => Sites.Values.Any(s => s.NeedsPatch);
 
     public AddressSpace CloneFor(ProcessMemory childMemory)
     {
@@ -77,6 +93,7 @@ internal sealed class AddressSpace : IDisposable
             {
                 Address = site.Address, Original = site.Original, File = site.File, FileOffset = site.FileOffset,
                 Kind = site.Kind, Plan = site.Plan, Slot = site.Slot, Removed = site.Removed,
+                Patch = site.Patch, FlagsLive = site.FlagsLive, Promoted = site.Promoted, Stale = site.Stale,
             };
             s.Probes.AddRange(site.Probes);
             copy.Sites[addr] = s;
@@ -96,9 +113,14 @@ internal sealed class AddressSpace : IDisposable
         int got = length;
         while (got > 0 && !Memory.TryRead(address, buffer.AsSpan(0, got))) got--;
         Array.Resize(ref buffer, got);
-        for (int i = 0; i < buffer.Length; i++)
+        foreach (Site s in Sites.Values)
         {
-            if (Sites.TryGetValue(address + (ulong)i, out Site? s) && !s.Removed) buffer[i] = s.Original[0];
+            if (s.Removed) continue;
+            for (int k = 0; k < s.PatchedLength; k++)
+            {
+                ulong at = s.Address + (ulong)k;
+                if (at >= address && at < address + (ulong)buffer.Length) buffer[at - address] = s.Original[k];
+            }
         }
         return buffer;
     }
@@ -113,6 +135,20 @@ internal sealed class AddressSpace : IDisposable
             if (Distance(slot, near) >= (1UL << 31) - 4096) continue;
             r.Used += TrapPlanner.SlotSize;
             return slot;
+        }
+        return 0;
+    }
+
+    /// <summary><paramref name="size"/> free bytes (16-aligned) within +-2 GB of <paramref name="near"/>, or 0.</summary>
+    public ulong TryTakeSpace(ulong near, int size)
+    {
+        foreach (XolRegion r in Xol)
+        {
+            ulong start = (r.Start + r.Used + 15) & ~15UL;
+            if (start + (ulong)size > r.Start + r.Size) continue;
+            if (Distance(start, near) >= (1UL << 31) - (ulong)size - 4096) continue;
+            r.Used = start + (ulong)size - r.Start;
+            return start;
         }
         return 0;
     }

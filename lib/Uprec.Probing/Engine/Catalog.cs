@@ -35,6 +35,10 @@ internal sealed class Probe
     private bool? _needsRegisters;
     /// <summary>Exact hits, counted by the tracer on every stop (the trap path cannot drop a hit).</summary>
     public long Count;
+    /// <summary>Exact hits counted by the trampolines' counters in the targets (set when the recording ends).</summary>
+    public long InProcessCount;
+    /// <summary>In-process samples that reached the trace; InProcessCount minus this is what rings dropped.</summary>
+    public long InProcessRows;
     public bool Installed { get; set; }
     public string HitPath { get; set; } = "none";
     public string? Note { get; set; }
@@ -43,7 +47,7 @@ internal sealed class Probe
     {
         Id = Id, Name = Name, Spec = Spec.Text, Binary = Binary, Symbol = Symbol, FileOffset = FileOffset,
         IsReturn = Spec.IsReturn, HitPath = Installed ? HitPath : "none", HitPathReason = Note,
-        Installed = Installed, Count = Count, Lost = 0, Filter = Filter?.Text,
+        Installed = Installed, Count = Count + InProcessCount, Lost = Math.Max(0, InProcessCount - InProcessRows), Filter = Filter?.Text,
         Args = Spec.Args.Select(a => new ArgMeta(a.Name, a.Type.ToString().ToLowerInvariant(), a.SourceRegister))
             .Concat(Spec.IsReturn ? [new ArgMeta("retval", "s64", "rax")] : []).ToList(),
     };

@@ -61,20 +61,30 @@ internal static class HitFields
         {
             ArgSpec a = spec.Args[i];
             ulong raw = Register(regs, a.SourceRegister);
-            values[i] = a.Type switch
-            {
-                ArgType.U8 => (long)(byte)raw,
-                ArgType.U16 => (long)(ushort)raw,
-                ArgType.U32 => (long)(uint)raw,
-                ArgType.U64 => raw,
-                ArgType.S8 => (long)(sbyte)raw,
-                ArgType.S16 => (long)(short)raw,
-                ArgType.S32 => (long)(int)raw,
-                ArgType.S64 or ArgType.X64 => (long)raw,
-                ArgType.String => ReadString(memory, raw, a.MaxStringLength),
-                _ => null,
-            };
+            values[i] = a.Type == ArgType.String ? ReadString(memory, raw, a.MaxStringLength) : Typed(a.Type, raw);
         }
+        return values;
+    }
+
+    /// <summary>An integer capture as the trace stores it: long, or ulong for u64.</summary>
+    public static object? Typed(ArgType type, ulong raw) => type switch
+    {
+        ArgType.U8 => (long)(byte)raw,
+        ArgType.U16 => (long)(ushort)raw,
+        ArgType.U32 => (long)(uint)raw,
+        ArgType.U64 => raw,
+        ArgType.S8 => (long)(sbyte)raw,
+        ArgType.S16 => (long)(short)raw,
+        ArgType.S32 => (long)(int)raw,
+        ArgType.S64 or ArgType.X64 => (long)raw,
+        _ => null,
+    };
+
+    /// <summary>The captures of an in-process record: up to two raw registers, in the probe's argument order.</summary>
+    public static object?[] FromRaw(ProbeSpec spec, ulong first, ulong second)
+    {
+        var values = new object?[spec.Args.Count];
+        for (int i = 0; i < values.Length && i < 2; i++) values[i] = Typed(spec.Args[i].Type, i == 0 ? first : second);
         return values;
     }
 

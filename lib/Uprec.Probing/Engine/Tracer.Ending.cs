@@ -18,6 +18,12 @@ internal sealed partial class Tracer
     {
         StoppedBy = reason;
         _ending = true;
+        while (_deferred.Count > 0)
+        {
+            var (tid, status) = _deferred.Dequeue();
+            try { CollectStop(tid, status); }
+            catch (TaskGoneException) { }
+        }
         foreach (TracedTask t in _tasks.Values)
         {
             if (t.Stopped || t.Exiting) continue;
@@ -49,10 +55,13 @@ internal sealed partial class Tracer
         RestoreAllReturnAddresses(_tasks.Values.Where(t => t.Stopped));
         foreach (AddressSpace mm in _processes.Values.Select(p => p.Mm).Distinct())
         {
+            // Everything is held: the counters are final and the rings hold the last samples. The
+            // trampolines stay mapped and inert, so a thread inside one finishes and jumps back.
+            DrainAddressSpace(mm, close: true);
             foreach (Site site in mm.Sites.Values)
             {
                 if (site.Removed) continue;
-                mm.Memory.TryWrite(site.Address, site.Original.AsSpan(0, 1));
+                mm.Memory.TryWrite(site.Address, site.Original.AsSpan(0, site.PatchedLength));
                 site.Removed = true;
             }
         }

@@ -40,9 +40,12 @@ internal sealed partial class Tracer
         else if (site.Kind == SiteKind.Catch) RehijackAfterCatch(task);
         else if (site.Kind == SiteKind.Backtrace) OnBacktrace(task);
         else if (site.Kind == SiteKind.Rehijack) OnRehijack(task, site);
-        if (site.Removed) Sys.SetRip(task.Tid, site.Address);
-        else ContinuePastSite(task, site);
+        else if (site.Kind == SiteKind.Exec) DrainAddressSpace(task.Process.Mm);
         if (site.IsLoaderEvent && !_ending) ScanMappings(task.Process);
+        // Before the task moves on: if its own site is patched now, it continues in the trampoline.
+        bool moved = !site.Removed && TryPromote(task, site);
+        if (site.Removed) Sys.SetRip(task.Tid, site.Address);
+        else if (!moved) ContinuePastSite(task, site);
         Resume(task, 0);
         return true;
     }
@@ -71,7 +74,7 @@ internal sealed partial class Tracer
             p.Count++;
             hit.ProbeId = p.Id;
             hit.Args = captured;
-            _writer.Append(in hit);
+            lock (_sinkLock) _writer.Append(in hit);
             if (p.Spec.IsReturn) (returning ??= []).Add(p);
         }
         if (returning is not null && !_ending) HijackReturn(task, site, returning, regs.rsp, now);
@@ -104,7 +107,7 @@ internal sealed partial class Tracer
 
     private void RemoveSite(AddressSpace mm, Site site, string why)
     {
-        mm.Memory.TryWrite(site.Address, site.Original.AsSpan(0, 1));
+        mm.Memory.TryWrite(site.Address, site.Original.AsSpan(0, site.PatchedLength));
         site.Removed = true;
         foreach (Probe p in site.Probes) p.Note = why;
         _log.Warn($"probe at 0x{site.Address:x} removed: {why}");

@@ -28,7 +28,7 @@ internal sealed partial class Tracer
             _tasks.Remove(former);
             AddTask(process, process.Pid);
         }
-        process.Mm.Dispose();
+        ReleaseAddressSpace(process);
         process.Mm = new AddressSpace(new ProcessMemory(process.Pid));
         process.LoaderHooked = false;
         process.Wants.Clear();
@@ -91,10 +91,11 @@ internal sealed partial class Tracer
                     if (fs.FileOffset < (long)m.Offset || fs.FileOffset >= (long)m.Offset + (long)(m.End - m.Start)) continue;
                     ulong addr = m.Start + (ulong)(fs.FileOffset - (long)m.Offset);
                     if (Wants(process, fs.Probe) == FilterDecision.No) continue;
-                    Install(mm, addr, key, fs.FileOffset, file.Image, fs.Probe, SiteKind.Probe);
+                    Install(mm, addr, key, fs.FileOffset, file.Image, fs.Probe, SiteKind.Probe, fs);
                 }
             }
             if (HasReturnProbes) HookUnwinder(mm, m, key);
+            if (InProcessPossible) HookExec(mm, m, key);
             if (!process.LoaderHooked && IsInterpreter(process, key, m.Path, out ElfImage? ld))
             {
                 ElfSymbol? hook = ld!.FindSymbol("_dl_debug_state");
@@ -133,7 +134,7 @@ internal sealed partial class Tracer
             if (site.Removed || site.Kind != SiteKind.Probe || site.Probes.Count == 0) continue;
             site.Probes.RemoveAll(p => Wants(child, p) == FilterDecision.No);
             if (site.Probes.Count > 0) continue;
-            child.Mm.Memory.TryWrite(site.Address, site.Original.AsSpan(0, 1));
+            child.Mm.Memory.TryWrite(site.Address, site.Original.AsSpan(0, site.PatchedLength));
             site.Removed = true;
         }
     }
@@ -204,13 +205,14 @@ internal sealed partial class Tracer
     }
 
     /// <summary>Writes int3 at a site (or adds a consumer to the one already there).</summary>
-    private void Install(AddressSpace mm, ulong addr, FileKey key, long fileOffset, ElfImage? image, Probe? probe, SiteKind kind)
+    private void Install(AddressSpace mm, ulong addr, FileKey key, long fileOffset, ElfImage? image, Probe? probe, SiteKind kind,
+        FileSite? fileSite = null)
     {
         if (mm.Sites.TryGetValue(addr, out Site? existing))
         {
             if (!existing.Removed)
             {
-                if (probe is not null && !existing.Probes.Contains(probe)) existing.Probes.Add(probe);
+                if (probe is not null && !existing.Probes.Contains(probe)) AddToSite(existing, probe);
                 return;
             }
             mm.Sites.Remove(addr); // taken out earlier (a filter said no); placed afresh below
@@ -223,8 +225,21 @@ internal sealed partial class Tracer
             if (probe is not null) probe.Note = $"code at 0x{addr:x} differs from the file; not patched";
             return;
         }
+        // The in-process path, if the probe and the function allow it; else the trap path, with the reason.
+        PatchablePlan? patch = null;
+        string? trapWhy = null;
+        if (probe is not null && kind == SiteKind.Probe)
+        {
+            patch = PlanPatch(mm, addr, fileSite, image, probe, out trapWhy);
+            if (patch is null && HitPath == HitPathMode.InProcess)
+            {
+                probe.Note = $"not placed: cannot take the in-process path ({trapWhy})";
+                return;
+            }
+        }
         // Decide now whether the trap path can handle the instruction; the real slot comes at the first hit.
         TrapPlan plan = TrapPlanner.Plan(code, addr, addr);
+        // (A site that is patched in process is an int3 until its first trap, so it needs a trap plan too.)
         if (plan is UnsupportedPlan u)
         {
             if (probe is not null) probe.Note = $"cannot probe '{plan.Instruction}': {u.Reason}";
@@ -239,13 +254,44 @@ internal sealed partial class Tracer
         {
             Address = addr, Original = code, File = key, FileOffset = fileOffset, Kind = kind,
             Plan = plan is EmulatePlan ? plan : null,
+            Patch = patch,
+            FlagsLive = patch is null || TrampolineBuilder.FlagsMayBeLive(FunctionFrom(mm, addr, fileSite), addr),
         };
         if (probe is not null)
         {
             site.Probes.Add(probe);
             probe.Installed = true;
-            probe.HitPath = "trap";
+            if (probe.HitPath != "inprocess") probe.HitPath = "trap";
+            if (patch is null) probe.Note ??= trapWhy;
         }
         mm.Sites[addr] = site;
+    }
+
+    /// <summary>The probed function's original code from the site to its end.</summary>
+    private static byte[] FunctionFrom(AddressSpace mm, ulong addr, FileSite? fileSite)
+    {
+        if (fileSite is null) return [];
+        long end = fileSite.FunctionFileOffset + (long)fileSite.FunctionSize;
+        return mm.ReadOriginalCode(addr, (int)Math.Clamp(end - fileSite.FileOffset, 0, 4096));
+    }
+
+    /// <summary>
+    /// A second probe on a placed site. The site stays in process only if the newcomer can be served
+    /// there too; a site already patched gets a new trampoline at the next trap (until then the
+    /// newcomer's hits are not seen, which is why a probe that cannot go in process is refused there).
+    /// </summary>
+    private void AddToSite(Site site, Probe probe)
+    {
+        string? why = site.Patch is null ? null : InProcessRefusal(probe);
+        if (why is not null && site.Promoted)
+        {
+            probe.Note = $"not placed at 0x{site.Address:x}: the site is patched in process and {why}";
+            return;
+        }
+        if (why is not null) site.Patch = null;
+        site.Probes.Add(probe);
+        probe.Installed = true;
+        if (probe.HitPath != "inprocess") probe.HitPath = "trap";
+        if (site.Promoted) site.Stale = true;
     }
 }

@@ -152,7 +152,7 @@ internal sealed partial class Tracer
                 var values = new object?[p.Spec.Args.Count + 1];
                 values[^1] = (long)regs.rax;
                 hit.Args = values;
-                _writer.Append(in hit);
+                lock (_sinkLock) _writer.Append(in hit);
             }
         }
         regs.rip = task.Frames[first].OriginalReturn;

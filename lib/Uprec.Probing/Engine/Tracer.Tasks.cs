@@ -77,8 +77,14 @@ internal sealed partial class Tracer
             }
             else
             {
-                // fork: the kernel copied our patched pages and the XOL area into the child.
+                // fork: the kernel copied our patched pages and the XOL area into the child, and the
+                // rings and counters with the parent's hits in them: the child's count from there.
                 mm = parentProcess.Mm.CloneFor(new ProcessMemory(tid));
+                if (parentProcess.Mm.Area is InProcessArea area)
+                {
+                    mm.Area = area.CopyForChild(tid, Drainer);
+                    Drainer.Track(mm.Area);
+                }
             }
             var process = new TracedProcess(tid, parentProcess.Pid, mm)
             {
@@ -99,8 +105,13 @@ internal sealed partial class Tracer
     /// <summary>A new task's first stop: let it run (unless everything is being detached).</summary>
     private void FirstStop(TracedTask task)
     {
-        if (_ending) task.Stopped = true;
-        else Resume(task, 0);
+        if (_ending)
+        {
+            task.Stopped = true;
+            return;
+        }
+        RegisterNewThread(task);
+        Resume(task, 0);
     }
 
     private void OnTaskExit(TracedTask task, int status)
@@ -110,7 +121,7 @@ internal sealed partial class Tracer
         TracedProcess process = task.Process;
         process.Tasks.Remove(task.Tid);
         if (task.Tid == _workloadPid) _workloadStatus = status;
-        if (process.Tasks.Count == 0 && _processes.Remove(process.Pid)) process.Mm.Dispose();
+        if (process.Tasks.Count == 0 && _processes.Remove(process.Pid)) ReleaseAddressSpace(process);
     }
 
     private void RememberTask(TracedTask task, ProcStatus? status = null)
@@ -133,5 +144,22 @@ internal sealed partial class Tracer
         try { return File.ReadAllText($"/proc/{tid}/comm").TrimEnd('\n'); }
         catch (IOException) { return null; }
         catch (UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>
+    /// A process is done with its address space (exit or exec). The in-process area was read at the last
+    /// chance (thread exit, execve); its pid may now be another image's, so it is never read again,
+    /// unless a vfork partner still shares it, which then becomes the one it is read through.
+    /// </summary>
+    private void ReleaseAddressSpace(TracedProcess process)
+    {
+        AddressSpace mm = process.Mm;
+        if (mm.Area is InProcessArea area)
+        {
+            TracedProcess? partner = _processes.Values.FirstOrDefault(p => p != process && p.Mm == mm);
+            if (mm.Users > 1 && partner is not null) area.Pid = partner.Pid;
+            else _drainer?.Close(area);
+        }
+        mm.Dispose();
     }
 }

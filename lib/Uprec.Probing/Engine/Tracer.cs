@@ -201,9 +201,9 @@ internal sealed partial class Tracer
     {
         ApplySchedulingPolicy();
         if (_catalog.Probes.Any(p => p.Filter?.Fields.Contains("comm") == true)) _tickerPid = Launcher.SpawnTicker();
-        while (_tasks.Count > 0 || _parked.Count > 0 || _expected.Count > 0)
+        while (_tasks.Count > 0 || _parked.Count > 0 || _expected.Count > 0 || _deferred.Count > 0)
         {
-            if (_tasks.Count == 0) AdoptOrDropLeftovers();
+            if (_tasks.Count == 0 && _deferred.Count == 0) AdoptOrDropLeftovers();
             if (_stopRequest != StopReason.None)
             {
                 if (_stopRequest == StopReason.Interrupt && CtrlCWasForTheProgram())
@@ -217,7 +217,9 @@ internal sealed partial class Tracer
                 EndTracing(_stopRequest);
                 return;
             }
-            int tid = Sys.WaitAny(-1, out int status);
+            int tid, status;
+            if (_deferred.Count > 0) (tid, status) = _deferred.Dequeue();
+            else tid = Sys.WaitAny(-1, out status);
             if (tid < 0) break;
             if (tid == _wakerPid)
             {
@@ -324,7 +326,7 @@ internal sealed partial class Tracer
         long now = Stopwatch.GetTimestamp();
         if (now - _lastFlush < Stopwatch.Frequency) return;
         _lastFlush = now;
-        _writer.Flush();
+        lock (_sinkLock) _writer.Flush();
     }
 
     private void Dispatch(int tid, int status)
@@ -374,6 +376,8 @@ internal sealed partial class Tracer
                 Resume(task, 0);
                 return;
             case PTRACE_EVENT_EXIT:
+                // The last moment the thread's memory is there: take its ring and the counters now.
+                DrainAtExit(task);
                 task.Comm = ReadComm(task.Tid) ?? task.Comm;
                 RememberTask(task);
                 Resume(task, 0);

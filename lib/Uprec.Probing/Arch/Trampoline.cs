@@ -1,0 +1,215 @@
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace Uprec.Probing.Arch;
+
+/// <summary>
+/// The memory the in-process hit path shares between trampolines (writers, in the target) and uprec
+/// (the reader). Every offset here is baked into generated code; the reader never trusts anything it
+/// reads back for a size or an address (the target may scribble over all of it).
+/// </summary>
+public static class InProcessLayout
+{
+    /// <summary>Thread table: fs base -> per-thread block, 2-way (the entry at the hash and the next).</summary>
+    public const int TableBits = 12;
+    public const int TableEntries = 1 << TableBits;
+    public const int TableEntrySize = 16; // key (fs base), block address
+    /// <summary>One extra entry at the end so that the second way of the last bucket needs no wrap.</summary>
+    public const int TableBytes = (TableEntries + 1) * TableEntrySize;
+    /// <summary>Counters of hits by threads without a block (before registration, or a full table): lock inc.</summary>
+    public const int SharedCountsOffset = 128 * 1024;
+    public const int ThreadsMappingSize = SharedCountsOffset + MaxProbes * 8;
+    /// <summary>Fibonacci hashing of the fs base: spreads TCBs that are a stack size apart.</summary>
+    public const ulong HashMultiplier = 0x9E37_79B9_7F4A_7C15;
+
+    /// <summary>Probe ids at or above this take the trap path (the counter arrays are fixed-size).</summary>
+    public const int MaxProbes = 1024;
+
+    // A per-thread block. head is written only by its thread, tail only by uprec: separate cache lines.
+    public const int HeadOffset = 0;
+    public const int TailOffset = 64;
+    public const int CountsOffset = 4096;
+    public const int DropsOffset = CountsOffset + MaxProbes * 8;
+    public const int RingOffset = DropsOffset + MaxProbes * 8;
+    public const int RecordSize = 32;
+    /// <summary>Records per thread: 2 MiB of ring (it fits in L2: a ring that does not makes every record a cache miss).</summary>
+    public const int RingRecordsLog2 = 16;
+    public const int RingRecords = 1 << RingRecordsLog2;
+    public const int BlockSize = RingOffset + RingRecords * RecordSize;
+
+    // A record: tsc, two captured values, then the commit word, written last: ((seq + 1) << 16) | probe id.
+    public const int RecordTsc = 0, RecordArg0 = 8, RecordArg1 = 16, RecordCommit = 24;
+
+    public static ulong Hash(ulong fsBase) => unchecked(fsBase * HashMultiplier) >> (64 - TableBits);
+    public static ulong Commit(ulong seq, int probeId) => ((seq + 1) << 16) | (uint)probeId;
+}
+
+/// <summary>One probe served by a trampoline: its id (counter index) and up to two registers to capture.</summary>
+public sealed record TrampolineProbe(int Id, IReadOnlyList<string> Captures);
+
+/// <summary>
+/// Generates entry trampolines with Iced's Assembler. A trampoline preserves everything the program
+/// can observe: it steps over the red zone first (with lea: sub would change the flags before they are
+/// saved), saves the registers it uses (and the flags, unless the site is a function entry, where the
+/// ABI says they are dead), reads the TSC, finds the thread's block by its fs base (rdfsbase: no
+/// syscall, no memory access that could fault), counts the hit exactly and appends a record whose
+/// commit word is written last. A full ring counts a drop; nothing ever waits.
+/// </summary>
+public static class TrampolineBuilder
+{
+    private static readonly string[] Saved = ["rax", "rcx", "rdx", "rsi", "rdi"];
+
+    /// <summary>
+    /// The code of a trampoline at <paramref name="at"/>, ending with <paramref name="relocateTail"/>'s
+    /// output (the displaced instructions and the jump back), which is placed right after the head.
+    /// </summary>
+    /// <returns>The code, and the offset of the tail: where a thread that already had its hit counted
+    /// (it trapped on the int3 this trampoline replaces) continues.</returns>
+    public static (byte[] Code, int TailOffset) Build(ulong at, ulong threadTable, bool saveFlags, IReadOnlyList<TrampolineProbe> probes,
+        Func<ulong, byte[]> relocateTail)
+    {
+        byte[] head = Head(at, threadTable, saveFlags, probes);
+        byte[] tail = relocateTail(at + (ulong)head.Length);
+        return ([.. head, .. tail], head.Length);
+    }
+
+    private const RflagsBits StatusFlags = RflagsBits.OF | RflagsBits.SF | RflagsBits.ZF | RflagsBits.AF | RflagsBits.CF | RflagsBits.PF;
+
+    /// <summary>
+    /// Whether the program may read the status flags the trampoline changes: the code from the site on
+    /// is followed until every status flag is written (dead) or one is read first (live). A call or ret
+    /// first means dead (the ABI promises nothing about flags across either); any other branch, an
+    /// undecodable byte or the end of the code means live: saving flags costs ~3 ns, a wrong guess
+    /// changes the program. Hand-written code that jumps into a function with flags set is caught here.
+    /// </summary>
+    public static bool FlagsMayBeLive(byte[] codeFromSite, ulong site)
+    {
+        var decoder = Decoder.Create(64, new ByteArrayCodeReader(codeFromSite), site);
+        RflagsBits written = RflagsBits.None;
+        while (decoder.IP < site + (ulong)codeFromSite.Length)
+        {
+            decoder.Decode(out Instruction i);
+            if (i.IsInvalid) return true;
+            if ((i.RflagsRead & StatusFlags & ~written) != 0) return true;
+            written |= i.RflagsModified;
+            if ((written & StatusFlags) == StatusFlags) return false;
+            switch (i.FlowControl)
+            {
+                case FlowControl.Call or FlowControl.IndirectCall or FlowControl.Return: return false;
+                case FlowControl.Next: continue;
+                default: return true;
+            }
+        }
+        return true;
+    }
+
+    public static bool CanCapture(string register) => Register(register) is not null || register == "rsp";
+
+    private static byte[] Head(ulong at, ulong threadTable, bool saveFlags, IReadOnlyList<TrampolineProbe> probes)
+    {
+        var a = new Assembler(64);
+        Label found = a.CreateLabel(), miss = a.CreateLabel(), done = a.CreateLabel();
+        a.lea(rsp, __[rsp - 128]);
+        if (saveFlags) a.pushfq();
+        foreach (string r in Saved) a.push(Register(r)!.Value);
+        int frame = Saved.Length * 8 + (saveFlags ? 8 : 0) + 128;
+
+        a.rdtsc();
+        a.shl(rdx, 32);
+        a.or(rdx, rax);
+        a.mov(rsi, rdx);                       // rsi = tsc
+        a.rdfsbase(rax);                       // rax = fs base: the thread's identity
+        a.mov(rcx, InProcessLayout.HashMultiplier);
+        a.imul(rcx, rax);
+        a.shr(rcx, 64 - InProcessLayout.TableBits);
+        a.shl(rcx, 4);
+        a.mov(rdi, threadTable);
+        a.add(rdi, rcx);
+        a.cmp(__qword_ptr[rdi], rax);
+        a.je(found);
+        a.add(rdi, InProcessLayout.TableEntrySize);
+        a.cmp(__qword_ptr[rdi], rax);
+        a.jne(miss);
+        a.Label(ref found);
+        a.mov(rdi, __qword_ptr[rdi + 8]);      // rdi = this thread's block
+
+        foreach (TrampolineProbe p in probes)
+        {
+            Label full = a.CreateLabel(), next = a.CreateLabel();
+            int id = p.Id;
+            a.inc(__qword_ptr[rdi + InProcessLayout.CountsOffset + id * 8]);
+            a.mov(rax, __qword_ptr[rdi + InProcessLayout.HeadOffset]);
+            a.mov(rcx, rax);
+            a.sub(rcx, __qword_ptr[rdi + InProcessLayout.TailOffset]);
+            a.cmp(rcx, InProcessLayout.RingRecords);
+            a.jae(full);                       // unsigned: a tail ahead of head (scribbled) also reads as full
+            a.lea(rcx, __[rax + 1]);
+            a.mov(__qword_ptr[rdi + InProcessLayout.HeadOffset], rcx); // reserve before writing: a signal
+                                                                       // handler hitting a probe takes the next slot
+            a.and(eax, InProcessLayout.RingRecords - 1);
+            a.shl(rax, 5);
+            a.add(rax, rdi);
+            a.mov(__qword_ptr[rax + InProcessLayout.RingOffset + InProcessLayout.RecordTsc], rsi);
+            for (int i = 0; i < 2; i++)
+            {
+                int offset = InProcessLayout.RingOffset + (i == 0 ? InProcessLayout.RecordArg0 : InProcessLayout.RecordArg1);
+                if (i < p.Captures.Count) LoadCapture(a, p.Captures[i], frame);
+                else a.xor(edx, edx);
+                a.mov(__qword_ptr[rax + offset], rdx);
+            }
+            a.shl(rcx, 16);
+            a.or(rcx, id);
+            a.mov(__qword_ptr[rax + InProcessLayout.RingOffset + InProcessLayout.RecordCommit], rcx);
+            a.jmp(next);
+            a.Label(ref full);
+            a.inc(__qword_ptr[rdi + InProcessLayout.DropsOffset + id * 8]);
+            a.Label(ref next);
+        }
+        a.jmp(done);
+
+        a.Label(ref miss);
+        a.mov(rdi, threadTable + InProcessLayout.SharedCountsOffset);
+        foreach (TrampolineProbe p in probes) a.@lock.inc(__qword_ptr[rdi + p.Id * 8]);
+
+        a.Label(ref done);
+        for (int i = Saved.Length - 1; i >= 0; i--) a.pop(Register(Saved[i])!.Value);
+        if (saveFlags) a.popfq();
+        a.lea(rsp, __[rsp + 128]);
+
+        var writer = new ByteWriter();
+        a.Assemble(writer, at);
+        return [.. writer.Bytes];
+    }
+
+    /// <summary>rdx = the program's value of a register: from its save slot if the trampoline has changed it.</summary>
+    private static void LoadCapture(Assembler a, string register, int frame)
+    {
+        int saved = Array.IndexOf(Saved, register);
+        if (saved >= 0)
+        {
+            // Pushed in Saved order: the last pushed is at [rsp].
+            a.mov(rdx, __qword_ptr[rsp + (Saved.Length - 1 - saved) * 8]);
+        }
+        else if (register == "rsp")
+        {
+            a.lea(rdx, __[rsp + frame]);
+        }
+        else
+        {
+            a.mov(rdx, Register(register)!.Value);
+        }
+    }
+
+    private static AssemblerRegister64? Register(string name) => name switch
+    {
+        "rax" => rax, "rbx" => rbx, "rcx" => rcx, "rdx" => rdx, "rsi" => rsi, "rdi" => rdi, "rbp" => rbp,
+        "r8" => r8, "r9" => r9, "r10" => r10, "r11" => r11, "r12" => r12, "r13" => r13, "r14" => r14, "r15" => r15,
+        _ => null,
+    };
+
+    private sealed class ByteWriter : CodeWriter
+    {
+        public List<byte> Bytes { get; } = [];
+        public override void WriteByte(byte value) => Bytes.Add(value);
+    }
+}

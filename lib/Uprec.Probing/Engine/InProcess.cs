@@ -1,0 +1,284 @@
+using System.Runtime.InteropServices;
+using Uprec.Native;
+using Uprec.Probing.Arch;
+using Uprec.Symbols;
+using Uprec.Trace;
+using L = Uprec.Probing.Arch.InProcessLayout;
+
+namespace Uprec.Probing.Engine;
+
+/// <summary>
+/// A thread's block in the target: its ring and its exact counters. Owned by one thread at a time
+/// (the one whose fs base is its key); a later thread with the same fs base (glibc reuses TCBs)
+/// inherits it once the first is gone.
+/// </summary>
+internal sealed class ThreadBlock(ulong address, ulong key, int entry)
+{
+    public ulong Address { get; } = address;
+    public ulong Key { get; } = key;
+    /// <summary>Index of its thread-table entry.</summary>
+    public int Entry { get; } = entry;
+    public volatile TracedTask? Owner;
+    /// <summary>The next sequence number to read: everything before it was taken or given up.</summary>
+    public ulong Consumed;
+    /// <summary>Counters as they were when uprec first saw the block (non-zero in a forked child: the parent's hits).</summary>
+    public ulong[] Baseline = new ulong[L.MaxProbes];
+    /// <summary>The counters last read; final once the address space is gone.</summary>
+    public ulong[] Last = new ulong[L.MaxProbes];
+    /// <summary>The sequence number of a record found uncommitted at the head, and how often it was seen so.</summary>
+    public ulong StuckAt = ulong.MaxValue;
+    public int StuckPasses;
+}
+
+/// <summary>
+/// The in-process path's memory in one address space: the thread table ("uprec-threads") and the
+/// per-thread blocks ("uprec-ring"), all private mappings of memfds so they show by name in
+/// /proc/PID/maps and are copied, not shared, by fork.
+/// </summary>
+internal sealed class InProcessArea(int pid, ulong table)
+{
+    /// <summary>The process whose memory this is (read with process_vm_readv, which needs no fd that could go stale).</summary>
+    public int Pid { get; set; } = pid;
+    public ulong Table { get; } = table;
+    public List<ThreadBlock> Blocks { get; } = [];
+    public Dictionary<ulong, ThreadBlock> ByKey { get; } = [];
+    /// <summary>Table entries in use (uprec's own copy: the target's table is never read back).</summary>
+    public HashSet<int> UsedEntries { get; } = [];
+    public ulong[] SharedBaseline = new ulong[L.MaxProbes];
+    public ulong[] SharedLast = new ulong[L.MaxProbes];
+    /// <summary>Gone with its address space: its counters are final, nothing more is read.</summary>
+    public bool Closed { get; set; }
+
+    /// <summary>
+    /// The child's copy after fork, read while the child is stopped and before it runs: everything the
+    /// blocks hold (records, counts) is the parent's and stays the parent's to report.
+    /// </summary>
+    public InProcessArea CopyForChild(int childPid, Drainer drainer)
+    {
+        var copy = new InProcessArea(childPid, Table);
+        foreach (int e in UsedEntries) copy.UsedEntries.Add(e);
+        foreach (ThreadBlock b in Blocks)
+        {
+            var c = new ThreadBlock(b.Address, b.Key, b.Entry);
+            c.Consumed = drainer.ReadHead(childPid, b.Address) ?? b.Consumed;
+            if (drainer.ReadCounters(childPid, b.Address + L.CountsOffset, c.Baseline)) Array.Copy(c.Baseline, c.Last, L.MaxProbes);
+            copy.Blocks.Add(c);
+            copy.ByKey[c.Key] = c;
+        }
+        if (drainer.ReadCounters(childPid, Table + L.SharedCountsOffset, copy.SharedBaseline))
+            Array.Copy(copy.SharedBaseline, copy.SharedLast, L.MaxProbes);
+        return copy;
+    }
+
+    /// <summary>A free table entry for a key (its hash bucket or the next, as the trampoline looks), or -1.</summary>
+    public int FreeEntryFor(ulong key)
+    {
+        int h = (int)L.Hash(key);
+        if (!UsedEntries.Contains(h)) return h;
+        if (!UsedEntries.Contains(h + 1)) return h + 1;
+        return -1;
+    }
+}
+
+/// <summary>
+/// Moves samples from the targets' rings into the trace. A background thread drains every area about
+/// once a millisecond; the tracer thread drains an area synchronously before its memory goes away
+/// (thread exit, execve, detach). Both go through one lock, which also guards the trace writer.
+/// Everything read from a target is untrusted: indices are bounded by the ring size, probe ids by the
+/// known probes, and a record that fails its commit word is skipped, never trusted.
+/// </summary>
+internal sealed unsafe class Drainer : IDisposable
+{
+    private const int ChunkRecords = 16384;
+    private readonly object _lock;
+    private readonly TraceWriter _writer;
+    private readonly TscClock _clock = new();
+    private readonly List<InProcessArea> _areas = [];
+    private readonly Probe?[] _probes = new Probe?[L.MaxProbes];
+    private readonly byte[] _buffer = new byte[ChunkRecords * L.RecordSize];
+    private readonly Thread _thread;
+    private volatile bool _stop;
+
+    public Drainer(object sinkLock, TraceWriter writer)
+    {
+        _lock = sinkLock;
+        _writer = writer;
+        _thread = new Thread(Run) { Name = "uprec-drain", IsBackground = true };
+        _thread.Start();
+    }
+
+    public void AddProbe(Probe p)
+    {
+        lock (_lock) _probes[p.Id] = p;
+    }
+
+    private void Run()
+    {
+        while (!_stop)
+        {
+            lock (_lock)
+            {
+                _clock.Refresh();
+                foreach (InProcessArea a in _areas)
+                {
+                    if (!a.Closed) DrainArea(a, final: false, readCounters: false);
+                }
+            }
+            Thread.Sleep(1);
+        }
+    }
+
+    /// <summary>Drains every block of an area and reads its counters; with <paramref name="close"/>, the last time.</summary>
+    public void DrainNow(InProcessArea area, bool close)
+    {
+        lock (_lock)
+        {
+            if (area.Closed) return;
+            _clock.Refresh();
+            DrainArea(area, final: close, readCounters: true);
+            if (close)
+            {
+                area.Closed = true;
+                _areas.Remove(area);
+            }
+        }
+    }
+
+    /// <summary>The area's memory is gone (or is another image's now): keep its last counters, read nothing more.</summary>
+    public void Close(InProcessArea area)
+    {
+        lock (_lock)
+        {
+            area.Closed = true;
+            _areas.Remove(area);
+        }
+    }
+
+    /// <summary>Exact per-probe totals over every area seen: counters since each block's baseline.</summary>
+    public long[] Totals()
+    {
+        var totals = new long[L.MaxProbes];
+        lock (_lock)
+        {
+            foreach (InProcessArea a in _seen)
+            {
+                for (int i = 0; i < L.MaxProbes; i++) totals[i] += (long)(a.SharedLast[i] - a.SharedBaseline[i]);
+                foreach (ThreadBlock b in a.Blocks)
+                    for (int i = 0; i < L.MaxProbes; i++) totals[i] += (long)(b.Last[i] - b.Baseline[i]);
+            }
+        }
+        return totals;
+    }
+
+    private readonly HashSet<InProcessArea> _seen = [];
+
+    public void Track(InProcessArea area)
+    {
+        lock (_lock)
+        {
+            _seen.Add(area);
+            if (!_areas.Contains(area)) _areas.Add(area);
+        }
+    }
+
+    private void DrainArea(InProcessArea area, bool final, bool readCounters)
+    {
+        foreach (ThreadBlock b in area.Blocks) DrainBlock(area.Pid, b, final);
+        if (!readCounters) return;
+        foreach (ThreadBlock b in area.Blocks) ReadCounters(area.Pid, b.Address + L.CountsOffset, b.Last);
+        ReadCounters(area.Pid, area.Table + L.SharedCountsOffset, area.SharedLast);
+    }
+
+    private void DrainBlock(int pid, ThreadBlock b, bool final)
+    {
+        if (ReadHead(pid, b.Address) is not ulong head) return;
+        if (head - b.Consumed > L.RingRecords && head > b.Consumed)
+            b.Consumed = head - L.RingRecords; // overwritten or scribbled: what is gone is lost (Count - rows)
+        if (head < b.Consumed) b.Consumed = head; // a scribbled head: start again from it
+        ulong start = b.Consumed;
+        while (b.Consumed < head)
+        {
+            ulong seq = b.Consumed;
+            int index = (int)(seq & (L.RingRecords - 1));
+            int n = (int)Math.Min(Math.Min(head - seq, (ulong)(L.RingRecords - index)), ChunkRecords);
+            if (!Read(pid, b.Address + L.RingOffset + (ulong)index * L.RecordSize, _buffer.AsSpan(0, n * L.RecordSize))) return;
+            int taken = Consume(b, seq, n, head, final);
+            b.Consumed += (ulong)taken;
+            if (taken < n) break; // an uncommitted record at the head: its thread is writing it now
+        }
+        if (b.Consumed != start) WriteTail(pid, b.Address, b.Consumed);
+    }
+
+    private int Consume(ThreadBlock b, ulong seq, int n, ulong head, bool final)
+    {
+        TracedTask? owner = b.Owner;
+        ReadOnlySpan<ulong> words = MemoryMarshal.Cast<byte, ulong>(_buffer.AsSpan(0, n * L.RecordSize));
+        for (int i = 0; i < n; i++, seq++)
+        {
+            ulong commit = words[i * 4 + 3];
+            int id = (int)(commit & 0xffff);
+            if ((commit >> 16) != seq + 1 || id >= L.MaxProbes || _probes[id] is not Probe probe)
+            {
+                // Not committed yet (reserved, being written) or garbage. Wait a couple of passes for the
+                // first; give up on it after that, or now if the thread can no longer finish it.
+                if (!final && head - seq <= 2)
+                {
+                    if (b.StuckAt != seq) { b.StuckAt = seq; b.StuckPasses = 0; }
+                    if (++b.StuckPasses < 3) return i;
+                }
+                continue;
+            }
+            var hit = new HitRecord
+            {
+                TimeNs = _clock.ToNs(words[i * 4]),
+                Pid = owner?.Process.Pid ?? 0,
+                Tid = owner?.Tid ?? 0,
+                Kind = HitKind.Entry,
+                DurationNs = -1,
+                Comm = owner?.Comm ?? "",
+                ProbeId = id,
+                Args = probe.Spec.Args.Count == 0 ? null : HitFields.FromRaw(probe.Spec, words[i * 4 + 1], words[i * 4 + 2]),
+            };
+            _writer.Append(in hit);
+            probe.InProcessRows++;
+        }
+        return n;
+    }
+
+    public ulong? ReadHead(int pid, ulong block)
+    {
+        ulong head;
+        return Read(pid, block + L.HeadOffset, new Span<byte>(&head, 8)) ? head : null;
+    }
+
+    public bool ReadCounters(int pid, ulong address, ulong[] into)
+    {
+        var tmp = new ulong[L.MaxProbes];
+        if (!Read(pid, address, MemoryMarshal.AsBytes(tmp.AsSpan()))) return false;
+        tmp.CopyTo(into, 0);
+        return true;
+    }
+
+    private static void WriteTail(int pid, ulong block, ulong consumed)
+    {
+        var local = new Unistd.iovec { iov_base = &consumed, iov_len = 8 };
+        var remote = new Unistd.iovec { iov_base = (void*)(block + L.TailOffset), iov_len = 8 };
+        Unistd.process_vm_writev(pid, &local, 1, &remote, 1, 0);
+    }
+
+    private static bool Read(int pid, ulong address, Span<byte> into)
+    {
+        fixed (byte* p = into)
+        {
+            var local = new Unistd.iovec { iov_base = p, iov_len = into.Length };
+            var remote = new Unistd.iovec { iov_base = (void*)address, iov_len = into.Length };
+            return Unistd.process_vm_readv(pid, &local, 1, &remote, 1, 0) == into.Length;
+        }
+    }
+
+    public void Dispose()
+    {
+        _stop = true;
+        _thread.Join();
+    }
+}
