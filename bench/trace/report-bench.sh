@@ -5,6 +5,8 @@
 #
 #   bench/trace/report-bench.sh [SIZES...]          default: 1000000 10000000 100000000
 #   PERF_SAMPLES=N   uprobe samples for the perf side (default 1000000; recording costs ~10 us each)
+#   UPREC_AOT=1      publish uprec with Native AOT (-p:UprecAot=true) instead of the JIT build
+#   RUNS=N           runs per measurement (default 5); the median is printed, the machine being shared
 # Needs root and perf for the perf side (skipped otherwise). Traces are cached in $WORK (default /tmp/uprec-report-bench).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,9 +17,14 @@ sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1000000 10000000 100000000)
 perf_samples="${PERF_SAMPLES:-1000000}"
 
-dotnet publish "$repo/cmd/uprec" -c Release -o "$work/uprec-bin" >"$work/publish.log" 2>&1 || { cat "$work/publish.log"; exit 1; }
+runs="${RUNS:-5}"
+aot=()
+build=JIT
+if [ "${UPREC_AOT:-0}" = 1 ]; then aot=(-p:UprecAot=true); build=AOT; fi
+bin="$work/uprec-bin-$build"
+dotnet publish "$repo/cmd/uprec" -c Release "${aot[@]}" -o "$bin" >"$work/publish.log" 2>&1 || { cat "$work/publish.log"; exit 1; }
 dotnet build "$here" -c Release -o "$work/bench-bin" >"$work/bench.log" 2>&1 || { cat "$work/bench.log"; exit 1; }
-uprec="$work/uprec-bin/uprec"
+uprec="$bin/uprec"
 
 # Prints "wall_seconds peak_rss_mb cpu_seconds" (user + sys, from /usr/bin/time; "?" without it).
 # CPU time is reported too because this machine is shared and wall time swings with other jobs.
@@ -37,20 +44,25 @@ measure() { # command...
     echo " $rss $cpu"
 }
 
-echo "report benchmark on $(nproc) CPUs, kernel $(uname -r)"
+# The median of a list of numbers on stdin.
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+echo "report benchmark on $(nproc) CPUs, kernel $(uname -r), uprec $build build, median of $runs runs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 for rows in "${sizes[@]}"; do
     trace="$work/syn-$rows.parquet"
     # The generator's traces are 2/3 calls and 1/3 returns: calls = rows * 2 / 3.
     [ -s "$trace" ] || "$work/bench-bin/TraceBench" gen "$trace" $((rows * 2 / 3)) >&2
-    best=""
-    for _ in 1 2 3; do
-        read -r secs rss cpu < <(measure "$uprec" report -i "$trace")
-        if [ -z "$best" ] || awk -v a="$secs" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$secs; best_rss=$rss; best_cpu=$cpu; fi
+    : >"$work/runs"
+    for _ in $(seq "$runs"); do
+        measure "$uprec" report -i "$trace" >>"$work/runs"
     done
+    secs=$(awk '{ print $1 }' "$work/runs" | median)
+    rss=$(awk '{ print $2 }' "$work/runs" | median)
+    cpu=$(awk '{ print $3 }' "$work/runs" | median)
     actual=$("$uprec" report -i "$trace" --format csv | awk -F, 'NR > 1 { s += $2 } END { print s }')
-    printf 'uprec report  %11s rows (%s calls): %6.2f s best of 3, %6.1f ns/row, CPU %s s, peak RSS %s MB\n' \
-        "$rows" "$actual" "$best" "$(awk -v t="$best" -v n="$rows" 'BEGIN { print t * 1e9 / n }')" "$best_cpu" "$best_rss"
-    last_uprec_ns=$(awk -v t="$best" -v n="$rows" 'BEGIN { print t * 1e9 / n }')
+    printf 'uprec report  %11s rows (%s calls): %6.2f s, %6.1f ns/row, CPU %s s, peak RSS %s MB (medians)\n' \
+        "$rows" "$actual" "$secs" "$(awk -v t="$secs" -v n="$rows" 'BEGIN { print t * 1e9 / n }')" "$cpu" "$rss"
+    last_uprec_ns=$(awk -v t="$secs" -v n="$rows" 'BEGIN { print t * 1e9 / n }')
 done
 
 if [ "$(id -u)" -ne 0 ] || ! command -v perf >/dev/null; then
@@ -66,8 +78,14 @@ if [ ! -s "$work/perf-$perf_samples.data" ]; then
     perf record -q -e probe_calls:work -o "$work/perf-$perf_samples.data" -- "$work/calls" "$perf_samples" >/dev/null 2>&1
 fi
 samples=$(perf report --stdio -i "$work/perf-$perf_samples.data" 2>/dev/null | awk '/^# Samples:/ { print $3 }')
-read -r psecs prss pcpu < <(measure perf report --stdio -i "$work/perf-$perf_samples.data")
+: >"$work/runs"
+for _ in $(seq "$runs"); do
+    measure perf report --stdio -i "$work/perf-$perf_samples.data" >>"$work/runs"
+done
+psecs=$(awk '{ print $1 }' "$work/runs" | median)
+prss=$(awk '{ print $2 }' "$work/runs" | median)
+pcpu=$(awk '{ print $3 }' "$work/runs" | median)
 perf_ns=$(awk -v t="$psecs" -v n="$perf_samples" 'BEGIN { print t * 1e9 / n }')
-printf 'perf report   %11s samples (%s): %6.2f s, %6.1f ns/sample, CPU %s s, peak RSS %s MB\n' "$perf_samples" "$samples" "$psecs" "$perf_ns" "$pcpu" "$prss"
+printf 'perf report   %11s samples (%s): %6.2f s, %6.1f ns/sample, CPU %s s, peak RSS %s MB (medians)\n' "$perf_samples" "$samples" "$psecs" "$perf_ns" "$pcpu" "$prss"
 printf 'ratio perf/uprec per sample (uprec at its largest size): %.1fx (goal >= 10x)\n' \
     "$(awk -v p="$perf_ns" -v u="$last_uprec_ns" 'BEGIN { print p / u }')"
