@@ -110,13 +110,21 @@ public sealed class TraceAggregator
     /// <summary>What one worker accumulates from the row groups it decoded.</summary>
     private sealed class Partial
     {
-        // Probe and comm strings become dense per-worker ids, so the per-row work is array indexing.
+        // Probe and comm strings become dense per-worker ids, and each (pid, tid, comm, probe) a slot,
+        // so the per-row work is array indexing.
         public readonly NameIds ProbeIds = new();
         public readonly NameIds CommIds = new();
         public ProbeState[] Probes = new ProbeState[8];
         public readonly GroupTable Groups = new();
         public readonly List<(int Pid, int Tid, int Comm, int Probe)> GroupKeys = [];
         public readonly List<GroupAggregate> GroupValues = [];
+        // Per slot: entry rows, and the probe it belongs to.
+        public long[] SlotEntries = new long[64];
+        public ProbeState[] SlotProbes = new ProbeState[64];
+        public readonly RowKeyCache Cache = new();
+        // Scratch of the current batch: the return rows and their slots.
+        public int[] ReturnRows = [];
+        public int[] ReturnSlots = [];
         public long RowsRead;
         public long RowsMatched;
 
@@ -127,6 +135,49 @@ public sealed class TraceAggregator
                 Array.Resize(ref Probes, Probes.Length * 2);
             }
             return Probes[id] ??= new ProbeState();
+        }
+
+        /// <summary>The slot of a row's key, creating it when new (the slow path behind <see cref="Cache"/>).</summary>
+        public int Slot(int pid, int tid, string probe, string comm)
+        {
+            int probeId = ProbeIds.Id(probe), commId = CommIds.Id(comm);
+            int slot = Groups.GetOrAdd(pid, tid, commId, probeId, out bool added);
+            if (added)
+            {
+                GroupKeys.Add((pid, tid, commId, probeId));
+                GroupValues.Add(new GroupAggregate());
+                if (slot >= SlotEntries.Length)
+                {
+                    Array.Resize(ref SlotEntries, SlotEntries.Length * 2);
+                    Array.Resize(ref SlotProbes, SlotProbes.Length * 2);
+                }
+                SlotProbes[slot] = Probe(probeId);
+            }
+            return slot;
+        }
+    }
+
+    /// <summary>
+    /// A direct-mapped cache from a row's (pid, tid, probe, comm) to its slot. Rows of different tasks
+    /// interleave, so "same key as the last row" rarely holds; this cache is indexed by a hash of the
+    /// ids and of cheap facts about the strings (length, one character) and confirms a hit by comparing
+    /// the string instances, which the reader shares between rows. A collision only costs a slow lookup.
+    /// </summary>
+    private sealed class RowKeyCache
+    {
+        public const int Size = 256;
+        public readonly int[] Pid = new int[Size];
+        public readonly int[] Tid = new int[Size];
+        public readonly string?[] Probe = new string?[Size];
+        public readonly string?[] Comm = new string?[Size];
+        public readonly int[] Slot = new int[Size];
+
+        public static int Index(int pid, int tid, string probe, string comm)
+        {
+            uint h = unchecked((uint)tid * 0x9E3779B1u + (uint)pid * 0x85EBCA77u
+                + (uint)probe.Length * 0xC2B2AE3Du + (probe.Length > 0 ? probe[^1] : 0u) * 0x27D4EB2Fu
+                + (uint)comm.Length * 0x165667B1u + (comm.Length > 0 ? comm[^1] : 0u) * 0xD3A2646Cu);
+            return (int)(h >> 24);
         }
     }
 
@@ -242,6 +293,11 @@ public sealed class TraceAggregator
             {
                 RowsRead += partial.RowsRead;
                 RowsMatched += partial.RowsMatched;
+                for (int slot = 0; slot < partial.GroupKeys.Count; slot++)
+                {
+                    partial.GroupValues[slot].Count = partial.SlotEntries[slot];
+                    partial.SlotProbes[slot].Entries += partial.SlotEntries[slot];
+                }
                 for (int id = 0; id < partial.ProbeIds.Names.Count; id++)
                 {
                     string name = partial.ProbeIds.Names[id];
@@ -297,13 +353,6 @@ public sealed class TraceAggregator
 
     private static void AggregateBatch(Partial partial, TraceBatch b, RowFilter? filter, bool windowed, long lo, long hi)
     {
-        // Consecutive rows often repeat a task and probe, so the last row's slot is tried first; the
-        // reader hands out one string instance per distinct value, so reference checks decide that.
-        string? lastProbe = null, lastComm = null;
-        int lastPid = 0, lastTid = 0;
-        ProbeState? probe = null;
-        GroupAggregate? group = null;
-        long matched = 0;
         int[] pids = b.Pid, tids = b.Tid;
         string[] probes = b.Probe, comms = b.Comm;
         HitKind[] kinds = b.Kind;
@@ -313,50 +362,62 @@ public sealed class TraceAggregator
         {
             throw new InvalidOperationException("the report's columns were not all read");
         }
+        if (partial.ReturnRows.Length < n)
+        {
+            partial.ReturnRows = new int[n];
+            partial.ReturnSlots = new int[n];
+        }
+        int[] returnRows = partial.ReturnRows, returnSlots = partial.ReturnSlots;
+        RowKeyCache cache = partial.Cache;
+        bool select = windowed || filter is not null;
+        long matched = 0;
+        int returns = 0;
 
+        // Pass 1, every row: its slot, entry counts, and the list of return rows. Entries and returns
+        // interleave at random, so this pass has no branch on the kind (a mispredicted branch per
+        // few rows cost more than the work); the return rows are gathered without one too.
         for (int i = 0; i < n; i++)
         {
-            if (windowed && (b.TimeNs[i] < lo || b.TimeNs[i] >= hi))
-            {
-                continue;
-            }
-            if (filter is not null && !filter.Matches(b, i))
+            if (select && ((windowed && (b.TimeNs[i] < lo || b.TimeNs[i] >= hi)) || (filter is not null && !filter.Matches(b, i))))
             {
                 continue;
             }
             matched++;
             string name = probes[i], comm = comms[i];
             int pid = pids[i], tid = tids[i];
-            if (group is null || !ReferenceEquals(name, lastProbe) || !ReferenceEquals(comm, lastComm) || pid != lastPid || tid != lastTid)
+            int at = RowKeyCache.Index(pid, tid, name, comm);
+            int slot;
+            if (cache.Pid[at] == pid && cache.Tid[at] == tid && ReferenceEquals(cache.Probe[at], name) && ReferenceEquals(cache.Comm[at], comm))
             {
-                int probeId = partial.ProbeIds.Id(name);
-                int commId = partial.CommIds.Id(comm);
-                probe = partial.Probe(probeId);
-                int slot = partial.Groups.GetOrAdd(pid, tid, commId, probeId, out bool added);
-                if (added)
-                {
-                    partial.GroupKeys.Add((pid, tid, commId, probeId));
-                    partial.GroupValues.Add(new GroupAggregate());
-                }
-                group = partial.GroupValues[slot];
-                lastProbe = name;
-                lastComm = comm;
-                lastPid = pid;
-                lastTid = tid;
-            }
-            if (kinds[i] == HitKind.Entry)
-            {
-                probe!.Entries++;
-                group.Count++;
+                slot = cache.Slot[at];
             }
             else
             {
-                probe!.SawReturn = true;
-                if (durations[i] is long d)
-                {
-                    probe.Latency.Record(d);
-                    (group.Latency ??= new LatencyAccumulator(GroupDigits)).Record(d);
-                }
+                slot = partial.Slot(pid, tid, name, comm);
+                cache.Pid[at] = pid;
+                cache.Tid[at] = tid;
+                cache.Probe[at] = name;
+                cache.Comm[at] = comm;
+                cache.Slot[at] = slot;
+            }
+            int isReturn = kinds[i] == HitKind.Return ? 1 : 0;
+            partial.SlotEntries[slot] += 1 - isReturn;
+            returnRows[returns] = i;
+            returnSlots[returns] = slot;
+            returns += isReturn;
+        }
+
+        // Pass 2, return rows only: latency per probe and per group.
+        for (int j = 0; j < returns; j++)
+        {
+            int slot = returnSlots[j];
+            ProbeState probe = partial.SlotProbes[slot];
+            probe.SawReturn = true;
+            if (durations[returnRows[j]] is long d)
+            {
+                probe.Latency.Record(d);
+                GroupAggregate group = partial.GroupValues[slot];
+                (group.Latency ??= new LatencyAccumulator(GroupDigits)).Record(d);
             }
         }
         partial.RowsMatched += matched;
