@@ -249,16 +249,60 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
     [Fact]
     public async Task A_program_whose_tracer_is_killed_while_attached_finishes_with_its_own_checksum()
     {
-        string binary = programs.Path("inproc_kill");
-        // 4000 rounds of a batch and a 1 ms sleep: about 4 s. Traced, the counted rounds start
-        // only once the program sees kwork patched (it waits up to 120 s for that), so however
-        // slowly uprec starts, it is killed 0.5 s into those 4 s.
-        string[] args = ["4000", "20000"];
-        ProcessResult alone = Processes.Run(binary, args);
-        Assert.True(alone.ExitCode == 0, $"the program itself misbehaved untraced: {alone}");
-        GroundTruth untraced = GroundTruth.Parse(alone.Stdout);
+        AttachedRun run = await AttachThenSignal("KILL", "killed.parquet");
 
-        using Process target = Process.Start(Processes.StartInfo(binary, [.. args, "120"]))!;
+        Assert.True(run.Program.ExitCode == 0, $"the program did not survive its tracer's SIGKILL: {run.Program}");
+        GroundTruth traced = GroundTruth.Parse(run.Program.Stdout);
+        Assert.Equal(run.Untraced.Count("kwork"), traced.Count("kwork"));
+        Assert.Equal(run.Untraced.Fact("checksum"), traced.Fact("checksum"));
+    }
+
+    /// <summary>
+    /// Ctrl-C detaches while two threads keep calling the probed function (often inside a
+    /// trampoline at that moment): the bytes are restored, the program finishes with its own
+    /// checksum, and the trace holds what was recorded until then.
+    /// </summary>
+    [Fact]
+    public async Task Detaching_while_threads_run_through_the_trampoline_leaves_the_program_intact()
+    {
+        AttachedRun run = await AttachThenSignal("INT", "detached.parquet");
+
+        Assert.True(run.TracerExitCode == 0, $"uprec exited {run.TracerExitCode} after SIGINT: {run.TracerStderr}");
+        Assert.True(run.Program.ExitCode == 0, $"the program did not survive the detach: {run.Program}");
+        GroundTruth traced = GroundTruth.Parse(run.Program.Stdout);
+        Assert.Equal(run.Untraced.Count("kwork"), traced.Count("kwork"));
+        Assert.Equal(run.Untraced.Fact("checksum"), traced.Fact("checksum"));
+        Assert.Equal("yes", GroundTruth.Parse(run.Program.Stderr).Fact("intact"));
+
+        using TraceReader reader = TraceReader.Open(run.TraceFile);
+        ProbeMeta kwork = Assert.Single(reader.Metadata.Probes, p => p.Name == "kwork");
+        AssertHitPath(kwork, "inprocess");
+        Assert.InRange(kwork.Count, 1, traced.Count("kwork"));
+        Assert.InRange(kwork.Lost, 0, kwork.Count);
+        Assert.Equal(kwork.Count, Uprec.ReportOf(run.TraceFile).Count("kwork"));
+    }
+
+    /// <summary>What an attach-then-signal run left: the program's own result and uprec's.</summary>
+    private sealed record AttachedRun(GroundTruth Untraced, ProcessResult Program, int TracerExitCode, string TracerStderr, string TraceFile);
+
+    /// <summary>
+    /// Runs inproc_kill untraced, then again with `uprec record -p` attached; once the program
+    /// sees kwork patched, waits 0.5 s (hits flow through the trampoline, rings start filling)
+    /// and sends SIGNAL to uprec alone, then waits for both to end.
+    /// </summary>
+    private async Task<AttachedRun> AttachThenSignal(string signal, string traceName)
+    {
+        string binary = programs.Path("inproc_kill");
+        // 4000 rounds of a batch and a 1 ms sleep on each of 2 threads: about 4 s. Traced, the
+        // counted rounds start only once the program sees kwork patched (it waits up to 120 s for
+        // that), so however slowly uprec starts, the signal comes 0.5 s into those 4 s.
+        string[] untracedArgs = ["4000", "20000", "0", "2"];
+        string[] tracedArgs = ["4000", "20000", "120", "2"];
+        ProcessResult alone = Processes.Run(binary, untracedArgs);
+        Assert.True(alone.ExitCode == 0, $"the program itself misbehaved untraced: {alone}");
+        string trace = _dir.File(traceName);
+
+        using Process target = Process.Start(Processes.StartInfo(binary, tracedArgs))!;
         target.StandardInput.Close();
         Process? tracer = null;
         try
@@ -269,27 +313,30 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
             var patched = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
             Task<string> stderr = ReadStderrNoting(target, "patched round ", patched);
 
-            tracer = Uprec.Start(["record", "-p", target.Id.ToString(CultureInfo.InvariantCulture),
-                "-o", _dir.File("killed.parquet"), "-e", $"{binary}:kwork"]);
+            tracer = Uprec.Start(["record", "-p", target.Id.ToString(CultureInfo.InvariantCulture), "-o", trace, "-e", $"{binary}:kwork"]);
             tracer.StandardInput.Close();
             _ = tracer.StandardOutput.ReadToEndAsync();
             Task<string> tracerErr = tracer.StandardError.ReadToEndAsync();
 
-            // The program reports the first round that sees kwork's bytes changed.
             await Task.WhenAny(patched.Task, stderr, Task.Delay(Processes.Limit));
             Assert.True(patched.Task.IsCompleted,
                 $"the program never saw kwork patched (it finished first, or uprec failed); uprec: {(tracer.HasExited ? $"exited {tracer.ExitCode}: {Peek(tracerErr)}" : "still running")}");
-            // Let hits flow through the trampoline (and rings start filling) before the kill.
             await Task.Delay(TimeSpan.FromMilliseconds(500));
-            Assert.False(tracer.HasExited, $"uprec ended before it could be killed: {(tracer.HasExited ? $"exit {tracer.ExitCode}, {Peek(tracerErr)}" : "")}");
-            tracer.Kill();
-            Assert.True(tracer.WaitForExit(Processes.Limit), "uprec did not die of SIGKILL");
+            Assert.False(tracer.HasExited, $"uprec ended before it was signalled: {(tracer.HasExited ? $"exit {tracer.ExitCode}, {Peek(tracerErr)}" : "")}");
+            if (signal == "KILL")
+            {
+                tracer.Kill();
+            }
+            else
+            {
+                Processes.Signal(tracer.Id, signal);
+            }
+            Assert.True(tracer.WaitForExit(Processes.Limit), $"uprec did not end after SIG{signal}");
+            tracer.WaitForExit(); // lets the stderr reader reach the end
+            string tracerStderr = await tracerErr.WaitAsync(Processes.Limit);
 
             ProcessResult finished = Processes.Finish(target, rest, stderr, "inproc_kill");
-            Assert.True(finished.ExitCode == 0, $"the program did not survive its tracer's SIGKILL: {finished}");
-            GroundTruth traced = GroundTruth.Parse(finished.Stdout);
-            Assert.Equal(untraced.Count("kwork"), traced.Count("kwork"));
-            Assert.Equal(untraced.Fact("checksum"), traced.Fact("checksum"));
+            return new AttachedRun(GroundTruth.Parse(alone.Stdout), finished, tracer.ExitCode, tracerStderr, trace);
         }
         finally
         {
