@@ -136,12 +136,13 @@ public class ReportEngineTests
     public void ManyTasksCommsAndProbesAreEachCountedApart()
     {
         // More distinct comms and probes than the aggregator's recently-seen tables hold, and more
-        // (task, probe) groups than its hash table starts with, so every growth and fallback path runs.
+        // (task, probe) groups than its hash table starts with, so every growth and fallback path runs;
+        // row groups longer than the aggregator's blocks of rows.
         using var dir = new TempDir();
         var probes = Enumerable.Range(0, 12)
             .Select(i => new SyntheticProbe($"p{i}", 700 + 37 * i, i % 3 == 0 ? new LatencyModel.Uniform(10, 10_000 * (i + 1)) : null))
             .ToList();
-        SyntheticTrace spec = new() { Probes = probes, Processes = 5, ThreadsPerProcess = 9, Seed = 11, RowGroupSize = 3000 };
+        SyntheticTrace spec = new() { Probes = probes, Processes = 5, ThreadsPerProcess = 9, Seed = 11, RowGroupSize = 10_000 };
         string path = dir.File("many.parquet");
         spec.Write(path);
         HitRecord[] hits = spec.Hits().ToArray();
