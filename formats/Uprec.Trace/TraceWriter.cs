@@ -237,6 +237,70 @@ public sealed class TraceWriter : IDisposable
         }
     }
 
+    /// <summary>
+    /// Entry hits of one task without arguments, many at once: what the in-process path's drain
+    /// produces. Same rows as <see cref="Append"/> would write, without its per-row lookups.
+    /// </summary>
+    public void AppendEntries(ReadOnlySpan<long> times, ReadOnlySpan<int> probeIds, int pid, int tid, string comm)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_completed)
+        {
+            throw new InvalidOperationException("the trace is already complete");
+        }
+        if (times.Length != probeIds.Length)
+        {
+            throw new ArgumentException("one probe id per time is needed", nameof(probeIds));
+        }
+        int commSlot = CommSlot(comm);
+        int lastId = -1, lastSlot = 0;
+        int done = 0;
+        while (done < times.Length)
+        {
+            Rows rows = _filling;
+            if (rows.Count == rows.Time.Length)
+            {
+                rows.Grow(_rowGroupSize);
+            }
+            int n = Math.Min(times.Length - done, rows.Time.Length - rows.Count);
+            int at = rows.Count;
+            times.Slice(done, n).CopyTo(rows.Time.AsSpan(at, n));
+            rows.Pid.AsSpan(at, n).Fill(pid);
+            rows.Tid.AsSpan(at, n).Fill(tid);
+            rows.Kind.AsSpan(at, n).Clear();
+            rows.Duration.AsSpan(at, n).Fill(-1);
+            rows.Comm.AsSpan(at, n).Fill(commSlot);
+            for (int i = 0; i < n; i++)
+            {
+                int id = probeIds[done + i];
+                if (id != lastId)
+                {
+                    lastSlot = ProbeSlot(id);
+                    lastId = id;
+                }
+                rows.Probe[at + i] = lastSlot;
+            }
+            // Argument columns need nothing: they are cleared after each encode (null = not captured).
+            rows.Count = at + n;
+            done += n;
+            if (rows.Count == _rowGroupSize)
+            {
+                StartRowGroup();
+            }
+        }
+    }
+
+    private int ProbeSlot(int probeId)
+    {
+        if (_probes.TryGetValue(probeId, out var probe))
+        {
+            return probe.Slot;
+        }
+        _probes[probeId] = (_probeNames.Count, []);
+        _probeNames.Add("#" + probeId);
+        return _probeNames.Count - 1;
+    }
+
     private int CommSlot(string comm)
     {
         // The engine keeps one string per task, so the reference check nearly always answers.

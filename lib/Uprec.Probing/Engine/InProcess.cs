@@ -124,7 +124,9 @@ internal sealed unsafe class Drainer : IDisposable
                     if (!a.Closed) DrainArea(a, final: false, readCounters: false);
                 }
             }
-            Thread.Sleep(1);
+            // A ring that was a quarter full is being filled fast: go round again at once.
+            if (_busy) _busy = false;
+            else Thread.Sleep(1);
         }
     }
 
@@ -189,13 +191,15 @@ internal sealed unsafe class Drainer : IDisposable
         ReadCounters(area.Pid, area.Table + L.SharedCountsOffset, area.SharedLast);
     }
 
+    private bool _busy;
+
     private void DrainBlock(int pid, ThreadBlock b, bool final)
     {
         if (ReadHead(pid, b.Address) is not ulong head) return;
         if (head - b.Consumed > L.RingRecords && head > b.Consumed)
             b.Consumed = head - L.RingRecords; // overwritten or scribbled: what is gone is lost (Count - rows)
         if (head < b.Consumed) b.Consumed = head; // a scribbled head: start again from it
-        ulong start = b.Consumed;
+        if (head - b.Consumed >= L.RingRecords / 4) _busy = true;
         while (b.Consumed < head)
         {
             ulong seq = b.Consumed;
@@ -204,15 +208,27 @@ internal sealed unsafe class Drainer : IDisposable
             if (!Read(pid, b.Address + L.RingOffset + (ulong)index * L.RecordSize, _buffer.AsSpan(0, n * L.RecordSize))) return;
             int taken = Consume(b, seq, n, head, final);
             b.Consumed += (ulong)taken;
+            // Give the room back chunk by chunk: the thread keeps writing while the rest is converted.
+            if (taken > 0) WriteTail(pid, b.Address, b.Consumed);
             if (taken < n) break; // an uncommitted record at the head: its thread is writing it now
         }
-        if (b.Consumed != start) WriteTail(pid, b.Address, b.Consumed);
     }
 
+    private readonly long[] _times = new long[ChunkRecords];
+    private readonly int[] _ids = new int[ChunkRecords];
+
+    /// <summary>
+    /// Converts the records read into rows: argument-less ones in one batch per chunk (the common
+    /// case, and the rate that decides whether the drain keeps up), captures one by one.
+    /// </summary>
     private int Consume(ThreadBlock b, ulong seq, int n, ulong head, bool final)
     {
         TracedTask? owner = b.Owner;
+        int pid = owner?.Process.Pid ?? 0, tid = owner?.Tid ?? 0;
+        string comm = owner?.Comm ?? "";
         ReadOnlySpan<ulong> words = MemoryMarshal.Cast<byte, ulong>(_buffer.AsSpan(0, n * L.RecordSize));
+        int batch = 0;
+        int taken = n;
         for (int i = 0; i < n; i++, seq++)
         {
             ulong commit = words[i * 4 + 3];
@@ -224,25 +240,35 @@ internal sealed unsafe class Drainer : IDisposable
                 if (!final && head - seq <= 2)
                 {
                     if (b.StuckAt != seq) { b.StuckAt = seq; b.StuckPasses = 0; }
-                    if (++b.StuckPasses < 3) return i;
+                    if (++b.StuckPasses < 3) { taken = i; break; }
                 }
                 continue;
             }
+            long ns = _clock.ToNs(words[i * 4]);
+            probe.InProcessRows++;
+            if (probe.Spec.Args.Count == 0)
+            {
+                _times[batch] = ns;
+                _ids[batch++] = id;
+                continue;
+            }
+            FlushBatch(ref batch, pid, tid, comm);
             var hit = new HitRecord
             {
-                TimeNs = _clock.ToNs(words[i * 4]),
-                Pid = owner?.Process.Pid ?? 0,
-                Tid = owner?.Tid ?? 0,
-                Kind = HitKind.Entry,
-                DurationNs = -1,
-                Comm = owner?.Comm ?? "",
-                ProbeId = id,
-                Args = probe.Spec.Args.Count == 0 ? null : HitFields.FromRaw(probe.Spec, words[i * 4 + 1], words[i * 4 + 2]),
+                TimeNs = ns, Pid = pid, Tid = tid, Kind = HitKind.Entry, DurationNs = -1, Comm = comm, ProbeId = id,
+                Args = HitFields.FromRaw(probe.Spec, words[i * 4 + 1], words[i * 4 + 2]),
             };
             _writer.Append(in hit);
-            probe.InProcessRows++;
         }
-        return n;
+        FlushBatch(ref batch, pid, tid, comm);
+        return taken;
+    }
+
+    private void FlushBatch(ref int batch, int pid, int tid, string comm)
+    {
+        if (batch == 0) return;
+        _writer.AppendEntries(_times.AsSpan(0, batch), _ids.AsSpan(0, batch), pid, tid, comm);
+        batch = 0;
     }
 
     public ulong? ReadHead(int pid, ulong block)
