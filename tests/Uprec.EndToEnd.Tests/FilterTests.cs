@@ -1,3 +1,5 @@
+using Uprec.Trace;
+
 namespace Uprec.EndToEnd.Tests;
 
 /// <summary>Issue 3: `--filter EXPR` after an `-e`, with exact expected counts from argfilter.c.</summary>
@@ -21,6 +23,36 @@ public sealed class FilterTests(TestPrograms programs) : IDisposable
 
         Assert.True(traced.ExitCode == 0, traced.ToString());
         Assert.Equal(Processes.Run(binary, []).Stdout, traced.Stdout);
+        GroundTruth truth = GroundTruth.Parse(traced.Stdout);
+        Assert.Equal(truth.Count(expectedCountLine), Uprec.ReportOf(trace).Count("af_f"));
+    }
+
+    /// <summary>
+    /// Issue 5: an argument filter runs inside the trampoline (no stop per hit), with the trap path's
+    /// semantics: typed captures are truncated and sign-extended, and a literal outside a field's
+    /// range decides the comparison for every value instead of wrapping around.
+    /// </summary>
+    [Theory]
+    [InlineData("af_f", "arg1 < 100", "af_f_arg1_lt_100")]
+    [InlineData("af_f k=arg2:s32", "k == 3", "af_f_arg2_eq_3")]
+    [InlineData("af_f k=arg2:u8", "k >= 3 && k <= 3", "af_f_arg2_eq_3")]
+    [InlineData("af_f k=arg2:s16 i=arg1", "(k == 3 || k < -40000) && i < 18446744073709551615", "af_f_arg2_eq_3")]
+    [InlineData("af_f k=arg2:s64", "!(k != 3) && k > -1000000000000", "af_f_arg2_eq_3")]
+    [InlineData("af_f i=arg1:u32", "i < 100 || i == 4294967296", "af_f_arg1_lt_100")]
+    public void An_argument_filter_runs_in_the_trampoline_with_exact_counts(string spec, string filter, string expectedCountLine)
+    {
+        string binary = programs.Path("argfilter");
+        string trace = _dir.File("inproc-filter.parquet");
+
+        ProcessResult traced = Uprec.Run(["record", "-o", trace, "--hit-path", "inprocess", "-e", $"{binary}:{spec}", "--filter", filter, "--", binary]);
+
+        Assert.True(traced.ExitCode == 0, traced.ToString());
+        Assert.Equal(Processes.Run(binary, []).Stdout, traced.Stdout);
+        using (var reader = TraceReader.Open(trace))
+        {
+            ProbeMeta probe = Assert.Single(reader.Metadata.Probes);
+            Assert.True(probe.HitPath == "inprocess", $"hit path {probe.HitPath} ({probe.HitPathReason})");
+        }
         GroundTruth truth = GroundTruth.Parse(traced.Stdout);
         Assert.Equal(truth.Count(expectedCountLine), Uprec.ReportOf(trace).Count("af_f"));
     }

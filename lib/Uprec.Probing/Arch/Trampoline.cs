@@ -1,4 +1,5 @@
 using Iced.Intel;
+using Uprec.Filters;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace Uprec.Probing.Arch;
@@ -44,8 +45,16 @@ public static class InProcessLayout
     public static ulong Commit(ulong seq, int probeId) => ((seq + 1) << 16) | (uint)probeId;
 }
 
-/// <summary>One probe served by a trampoline: its id (counter index) and up to two registers to capture.</summary>
-public sealed record TrampolineProbe(int Id, IReadOnlyList<string> Captures);
+/// <summary>
+/// One probe served by a trampoline: its id (counter index), up to two registers to capture, and an
+/// optional filter over hit fields that the trampoline evaluates itself (a filtered-out hit costs a
+/// compare and a branch), with the register, width and signedness of each field it names.
+/// </summary>
+public sealed record TrampolineProbe(int Id, IReadOnlyList<string> Captures, FilterNode? Filter = null,
+    IReadOnlyDictionary<string, HitField>? Fields = null);
+
+/// <summary>A filter field as the trampoline reads it: a register, truncated to Bits and extended by sign or zero.</summary>
+public sealed record HitField(string Register, int Bits, bool Signed);
 
 /// <summary>
 /// Generates entry trampolines with Iced's Assembler. A trampoline preserves everything the program
@@ -133,6 +142,7 @@ public static class TrampolineBuilder
         {
             Label full = a.CreateLabel(), next = a.CreateLabel();
             int id = p.Id;
+            if (p.Filter is not null) EmitJumpIf(a, p.Filter, p.Fields!, next, false, frame);
             a.inc(__qword_ptr[rdi + InProcessLayout.CountsOffset + id * 8]);
             a.mov(rax, __qword_ptr[rdi + InProcessLayout.HeadOffset]);
             a.mov(rcx, rax);
@@ -170,7 +180,14 @@ public static class TrampolineBuilder
 
         a.Label(ref miss);
         a.mov(rdi, threadTable + InProcessLayout.SharedCountsOffset);
-        foreach (TrampolineProbe p in probes) a.@lock.inc(__qword_ptr[rdi + p.Id * 8]);
+        foreach (TrampolineProbe p in probes)
+        {
+            Label skip = a.CreateLabel();
+            if (p.Filter is not null) EmitJumpIf(a, p.Filter, p.Fields!, skip, false, frame);
+            a.@lock.inc(__qword_ptr[rdi + p.Id * 8]);
+            a.Label(ref skip);
+            a.nop(); // Iced allows one label per instruction; the next may be a label too
+        }
 
         a.Label(ref done);
         for (int i = Saved.Length - 1; i >= 0; i--) a.pop(Register(Saved[i])!.Value);
@@ -180,6 +197,116 @@ public static class TrampolineBuilder
         var writer = new ByteWriter();
         a.Assemble(writer, at);
         return [.. writer.Bytes];
+    }
+
+    /// <summary>Whether every comparison of the filter reads a field the trampoline can load (no strings, no task fields).</summary>
+    public static bool CanCompile(FilterNode node, IReadOnlyDictionary<string, HitField> fields) => node switch
+    {
+        AndNode both => CanCompile(both.Left, fields) && CanCompile(both.Right, fields),
+        OrNode either => CanCompile(either.Left, fields) && CanCompile(either.Right, fields),
+        NotNode negated => CanCompile(negated.Operand, fields),
+        ComparisonNode c => c.Op != FilterOp.Glob && c.Literal.Kind == FilterValueKind.Integer
+            && fields.TryGetValue(c.Field, out HitField? f) && CanCapture(f.Register),
+        _ => false,
+    };
+
+    /// <summary>
+    /// Jumps to <paramref name="target"/> when the filter's value equals <paramref name="when"/>, else
+    /// falls through. Comparisons follow Filter.Evaluate exactly: the field's value (zero- or
+    /// sign-extended from its width) against the literal as unbounded integers, so a literal outside
+    /// the field's range folds to a constant outcome instead of wrapping. Uses rax and rdx.
+    /// </summary>
+    private static void EmitJumpIf(Assembler a, FilterNode node, IReadOnlyDictionary<string, HitField> fields, Label target, bool when, int frame)
+    {
+        switch (node)
+        {
+            case NotNode negated:
+                EmitJumpIf(a, negated.Operand, fields, target, !when, frame);
+                return;
+            case AndNode both when !when:
+                EmitJumpIf(a, both.Left, fields, target, false, frame);
+                EmitJumpIf(a, both.Right, fields, target, false, frame);
+                return;
+            case AndNode both:
+            {
+                Label skip = a.CreateLabel();
+                EmitJumpIf(a, both.Left, fields, skip, false, frame);
+                EmitJumpIf(a, both.Right, fields, target, true, frame);
+                a.Label(ref skip);
+                a.nop();
+                return;
+            }
+            case OrNode either when when:
+                EmitJumpIf(a, either.Left, fields, target, true, frame);
+                EmitJumpIf(a, either.Right, fields, target, true, frame);
+                return;
+            case OrNode either:
+            {
+                Label skip = a.CreateLabel();
+                EmitJumpIf(a, either.Left, fields, skip, true, frame);
+                EmitJumpIf(a, either.Right, fields, target, false, frame);
+                a.Label(ref skip);
+                a.nop();
+                return;
+            }
+            case ComparisonNode c:
+                EmitComparison(a, c, fields[c.Field], target, when, frame);
+                return;
+            default:
+                throw new ArgumentException($"cannot compile filter node {node}");
+        }
+    }
+
+    private static void EmitComparison(Assembler a, ComparisonNode c, HitField field, Label target, bool when, int frame)
+    {
+        Int128 literal = c.Literal.Integer;
+        Int128 min = field.Signed ? -(Int128.One << (field.Bits - 1)) : Int128.Zero;
+        Int128 max = field.Signed ? (Int128.One << (field.Bits - 1)) - 1 : (Int128.One << field.Bits) - 1;
+        if (literal < min || literal > max)
+        {
+            // Every value of the field is on one side of the literal.
+            bool below = literal > max; // value < literal for every value
+            bool outcome = c.Op switch
+            {
+                FilterOp.Equal => false,
+                FilterOp.NotEqual => true,
+                FilterOp.Less or FilterOp.LessOrEqual => below,
+                _ => !below,
+            };
+            if (outcome == when) a.jmp(target);
+            return;
+        }
+        LoadCapture(a, field.Register, frame);
+        switch (field.Bits, field.Signed)
+        {
+            case (8, false): a.movzx(edx, dl); break;
+            case (16, false): a.movzx(edx, dx); break;
+            case (32, false): a.mov(edx, edx); break;
+            case (8, true): a.movsx(rdx, dl); break;
+            case (16, true): a.movsx(rdx, dx); break;
+            case (32, true): a.movsxd(rdx, edx); break;
+        }
+        a.mov(rax, field.Signed ? (ulong)(long)literal : (ulong)literal);
+        a.cmp(rdx, rax);
+        // The jump taken when the comparison's outcome is `when`.
+        FilterOp op = when ? c.Op : c.Op switch
+        {
+            FilterOp.Equal => FilterOp.NotEqual,
+            FilterOp.NotEqual => FilterOp.Equal,
+            FilterOp.Less => FilterOp.GreaterOrEqual,
+            FilterOp.LessOrEqual => FilterOp.Greater,
+            FilterOp.Greater => FilterOp.LessOrEqual,
+            _ => FilterOp.Less,
+        };
+        switch (op)
+        {
+            case FilterOp.Equal: a.je(target); break;
+            case FilterOp.NotEqual: a.jne(target); break;
+            case FilterOp.Less: if (field.Signed) a.jl(target); else a.jb(target); break;
+            case FilterOp.LessOrEqual: if (field.Signed) a.jle(target); else a.jbe(target); break;
+            case FilterOp.Greater: if (field.Signed) a.jg(target); else a.ja(target); break;
+            default: if (field.Signed) a.jge(target); else a.jae(target); break;
+        }
     }
 
     /// <summary>rdx = the program's value of a register: from its save slot if the trampoline has changed it.</summary>

@@ -37,9 +37,39 @@ internal sealed partial class Tracer
         if (p.Spec.Args.Count > 2) return "more than two captures take the trap path";
         if (p.Spec.Args.Any(a => a.Type == ArgType.String)) return "string captures take the trap path";
         if (p.Spec.Args.Any(a => !TrampolineBuilder.CanCapture(a.SourceRegister))) return "a capture of an unsupported register";
-        if (p.Filter?.Fields.Any(f => !HitFields.ProcessFields.Contains(f)) == true)
-            return "filters over per-hit fields take the trap path";
+        if (p.Filter is Uprec.Filters.Filter f && f.Fields.Any(x => !HitFields.ProcessFields.Contains(x)))
+        {
+            if (f.Fields.Any(x => HitFields.ProcessFields.Contains(x)))
+                return "filters that mix task fields with per-hit fields take the trap path";
+            if (!TrampolineBuilder.CanCompile(f.Root, TrampolineFields(p.Spec)))
+                return "the filter reads a field the trampoline cannot (tid, strings, globs)";
+        }
         return null;
+    }
+
+    /// <summary>The per-hit filter the trampoline evaluates, or null when the filter is decided per process (or absent).</summary>
+    private static Uprec.Filters.FilterNode? TrampolineFilter(Probe p) =>
+        p.Filter is Uprec.Filters.Filter f && f.Fields.Any(x => !HitFields.ProcessFields.Contains(x)) ? f.Root : null;
+
+    /// <summary>The filter fields a trampoline can read: arg1..arg6 as raw registers, and the integer captures as typed.</summary>
+    private static IReadOnlyDictionary<string, HitField> TrampolineFields(ProbeSpec spec)
+    {
+        var fields = new Dictionary<string, HitField>(StringComparer.Ordinal);
+        for (int i = 0; i < ArgSpec.AbiArgumentRegisters.Count; i++)
+            fields[$"arg{i + 1}"] = new HitField(ArgSpec.AbiArgumentRegisters[i], 64, false);
+        foreach (ArgSpec a in spec.Args)
+        {
+            (int bits, bool signed)? shape = a.Type switch
+            {
+                ArgType.U8 => (8, false), ArgType.U16 => (16, false), ArgType.U32 => (32, false), ArgType.U64 => (64, false),
+                ArgType.S8 => (8, true), ArgType.S16 => (16, true), ArgType.S32 => (32, true),
+                ArgType.S64 or ArgType.X64 => (64, true),
+                _ => null,
+            };
+            if (shape is (int b, bool s)) fields[a.Name] = new HitField(a.SourceRegister, b, s);
+            else fields.Remove(a.Name);
+        }
+        return fields;
     }
 
     /// <summary>
@@ -168,7 +198,8 @@ internal sealed partial class Tracer
     {
         AddressSpace mm = injector.Process.Mm;
         PatchablePlan plan = site.Patch!;
-        var probes = site.Probes.Select(p => new TrampolineProbe(p.Id, p.Spec.Args.Select(a => a.SourceRegister).ToList())).ToList();
+        var probes = site.Probes.Select(p => new TrampolineProbe(p.Id, p.Spec.Args.Select(a => a.SourceRegister).ToList(),
+            TrampolineFilter(p), TrampolineFields(p.Spec))).ToList();
         int room = 512 + 160 * probes.Count;
         ulong at = mm.TryTakeSpace(site.Address, room);
         if (at == 0)
