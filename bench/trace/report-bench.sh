@@ -80,7 +80,7 @@ fi
 samples=$(perf report --stdio -i "$work/perf-$perf_samples.data" 2>/dev/null | awk '/^# Samples:/ { print $3 }')
 : >"$work/runs"
 for _ in $(seq "$runs"); do
-    measure perf report --stdio -i "$work/perf-$perf_samples.data" >>"$work/runs"
+    measure perf report --stdio -i "$work/perf-$perf_samples.data" >>"$work/runs" 2>/dev/null
 done
 psecs=$(awk '{ print $1 }' "$work/runs" | median)
 prss=$(awk '{ print $2 }' "$work/runs" | median)

@@ -1,10 +1,11 @@
 namespace Uprec.Reporting;
 
 /// <summary>
-/// Open-addressing map from a (pid, tid, comm id, probe id) key to a dense slot number, for the per-row
-/// path of report. Why not a Dictionary over a tuple with strings: hashing and comparing that tuple
-/// goes through shared generic code (strings make it canonical), which cost ~15 ns a row under the JIT
-/// and more under Native AOT; here a key is two longs and a lookup is a multiply and a compare.
+/// Open-addressing map from a (pid, tid, comm id, probe id) key to a dense slot number: where report
+/// finds a row's (task, probe) group when its small row cache misses. Why not a Dictionary over a tuple
+/// with strings: hashing and comparing that tuple goes through shared generic code (strings make it
+/// canonical), which cost ~15 ns a row under the JIT and more under Native AOT; here a key is two longs
+/// and a lookup is a multiply and a compare.
 /// </summary>
 internal sealed class GroupTable
 {
