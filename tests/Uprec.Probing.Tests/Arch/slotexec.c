@@ -4,6 +4,10 @@
  *   map ADDR SIZE       map ADDR..ADDR+SIZE read/write/execute at exactly ADDR (fails if anything is there)
  *   put ADDR HEXBYTES   copy bytes to ADDR
  *   run ENTRY           call ENTRY as uint64_t (*)(void), then print "rax=HEX pid=DEC"
+ *   fsbase ADDR         print "fs=HEX", this thread's fs base as the kernel reports it (arch_prctl, not
+ *                       rdfsbase, so the trampoline's rdfsbase is checked against an independent source),
+ *                       and store it at ADDR unless ADDR is 0
+ *   dump ADDR SIZE      print "mem=HEX" with the SIZE bytes at ADDR
  * Exit status 3 with a message on stderr when the layout cannot be set up. A crash of the code under
  * test kills the harness with that signal, which the test reports.
  */
@@ -14,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#include <asm/prctl.h>
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -50,6 +56,23 @@ int main(void) {
             uint64_t (*entry)(void) = (uint64_t (*)(void))addr;
             uint64_t rax = entry();
             printf("rax=%" PRIx64 " pid=%d\n", rax, (int)getpid());
+            fflush(stdout);
+        } else if (strcmp(cmd, "fsbase") == 0) {
+            uint64_t fs = 0;
+            if (syscall(SYS_arch_prctl, ARCH_GET_FS, &fs) != 0) { fprintf(stderr, "arch_prctl: %s\n", strerror(errno)); return 3; }
+            if (addr != 0) memcpy((void *)addr, &fs, sizeof fs);
+            printf("fs=%" PRIx64 "\n", fs);
+            fflush(stdout);
+        } else if (strcmp(cmd, "dump") == 0) {
+            if (sscanf(line + used, "%" SCNx64, &size) != 1) { fprintf(stderr, "dump: no size\n"); return 3; }
+            static const char digits[] = "0123456789ABCDEF";
+            const unsigned char *src = (const unsigned char *)addr;
+            fputs("mem=", stdout);
+            for (uint64_t i = 0; i < size; i++) {
+                putchar(digits[src[i] >> 4]);
+                putchar(digits[src[i] & 15]);
+            }
+            putchar('\n');
             fflush(stdout);
         } else {
             fprintf(stderr, "unknown command %s\n", cmd);

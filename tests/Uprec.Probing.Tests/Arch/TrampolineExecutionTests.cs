@@ -1,0 +1,591 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Iced.Intel;
+using Uprec.Filters;
+using Uprec.Probing.Arch;
+using static Iced.Intel.AssemblerRegisters;
+using L = Uprec.Probing.Arch.InProcessLayout;
+
+namespace Uprec.Probing.Tests.Arch;
+
+/// <summary>
+/// Runs trampolines from <see cref="TrampolineBuilder"/> on the real CPU inside the slot harness (slotexec.c):
+/// a tiny function whose first bytes are a jmp to its trampoline, a thread table and a per-thread block
+/// mapped at fixed addresses, and a caller that sets every register to a known value before each call and
+/// spills every register and the flags right after it. The harness's own fs base (from arch_prctl, not
+/// rdfsbase) decides where the table entry goes. After the run the whole block and the whole thread
+/// mapping are read back and compared byte for byte with a model of the contract (InProcessLayout's
+/// comments), so a stray write anywhere shows up, not only a wrong counter.
+/// </summary>
+public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotHarness>
+{
+    const ulong Code = 0x5C00_0000_0000;
+    const ulong Site = Code + 0x1120;
+    const ulong Caller = Code + 0x2000;
+    const ulong Tramp = Code + 0x1000_0000;
+    const ulong Data = Code + 0x10_0000;
+    /// <summary>The caller runs on its own stack, so the rsp the site sees is known: StackTop - 8.</summary>
+    const ulong StackTop = Data + 0x4000;
+    const ulong SavedRsp = Data + 0x4800;
+    /// <summary>Call i spills its 15 registers and the flags into the 128 bytes below SpillBase + (i + 1) * 128.</summary>
+    const ulong SpillBase = Data + 0x8000;
+    const ulong Table = 0x5D00_0000_0000;
+    const ulong Block = 0x5E00_0000_0000;
+    const ulong ThreadsMapping = (L.ThreadsMappingSize + 0xFFFUL) & ~0xFFFUL;
+    const ulong RedZone = StackTop - 8 - 128;
+    /// <summary>Status flags and DF: what the program can observe of rflags.</summary>
+    const ulong ObservableFlags = 0x8D5 | 0x400;
+    const int FirstId = 37;
+
+    static readonly string[] Registers =
+        ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
+
+    public enum Way { Empty, First, Second, OthersInBothWays }
+
+    /// <summary>
+    /// What one run does: the probes on the site, one register assignment per call (registers left out get a
+    /// distinct default), where the thread's table entry is, and the ring's head and tail before the first call.
+    /// </summary>
+    sealed record Scenario(IReadOnlyList<TrampolineProbe> Probes, IReadOnlyList<IReadOnlyDictionary<string, ulong>> Calls)
+    {
+        public bool SaveFlags { get; init; } = true;
+        public Way Way { get; init; } = Way.First;
+        public ulong Head { get; init; }
+        public ulong Tail { get; init; }
+        /// <summary>rflags set by popfq right before each call (bit 1 is always set; IF cannot change in user mode).</summary>
+        public ulong Flags { get; init; } = 0x202;
+        /// <summary>The probed function: rdi + rsi by default; <see cref="Nop5"/> leaves every register as it was.</summary>
+        public bool Nop5 { get; init; }
+    }
+
+    sealed record Outcome(byte[] Block, byte[] Threads, ulong[][] Spills, byte[] RedZone, List<ulong> Tscs, string Disassembly);
+
+    static ulong DefaultValue(string register, int call) =>
+        0x8000_0000_0000_0000UL | ((ulong)(Array.IndexOf(Registers, register) + 1) << 48) | ((ulong)call << 20) | 0xBEEF;
+
+    static ulong Value(IReadOnlyDictionary<string, ulong> call, string register, int index) =>
+        register == "rsp" ? StackTop - 8 : call.TryGetValue(register, out ulong v) ? v : DefaultValue(register, index);
+
+    static IReadOnlyDictionary<string, ulong>[] Plain(int n) =>
+        Enumerable.Range(0, n).Select(_ => (IReadOnlyDictionary<string, ulong>)new Dictionary<string, ulong>()).ToArray();
+
+    // ---- the model of the contract ------------------------------------------------------------------
+
+    static bool Matches(TrampolineProbe p, IReadOnlyDictionary<string, ulong> call, int index) =>
+        p.Filter is null || p.Filter.Evaluate(name => p.Fields!.TryGetValue(name, out HitField? f)
+            ? FilterValue.Of(Typed(Value(call, f.Register, index), f)) : FilterValue.Missing);
+
+    /// <summary>A register's value as a filter field sees it: truncated to its width, extended by its signedness.</summary>
+    static Int128 Typed(ulong value, HitField f) => (f.Bits, f.Signed) switch
+    {
+        (8, true) => (sbyte)value, (16, true) => (short)value, (32, true) => (int)value, (64, true) => (long)value,
+        (8, false) => (byte)value, (16, false) => (ushort)value, (32, false) => (uint)value, _ => value,
+    };
+
+    /// <summary>
+    /// The block and thread mapping the contract says the run leaves. Timestamps cannot be predicted: the
+    /// model takes them from the actual records it expects, and returns them in order for the caller to check.
+    /// </summary>
+    static (byte[] Block, byte[] Threads, List<ulong> Tscs) Expect(Scenario s, ulong fsBase, byte[] actualBlock)
+    {
+        var block = new byte[L.BlockSize];
+        var threads = new byte[ThreadsMapping];
+        foreach (var (entry, key, value) in TableEntries(s.Way, fsBase)) { Set(threads, entry, key); Set(threads, entry + 8, value); }
+        bool registered = s.Way is Way.First or Way.Second;
+        ulong head = s.Head;
+        var tscs = new List<ulong>();
+        for (int i = 0; i < s.Calls.Count; i++)
+        {
+            foreach (TrampolineProbe p in s.Probes)
+            {
+                if (!Matches(p, s.Calls[i], i)) continue;
+                if (!registered)
+                {
+                    Add(threads, L.SharedCountsOffset + p.Id * 8, 1);
+                    continue;
+                }
+                Add(block, L.CountsOffset + p.Id * 8, 1);
+                if (unchecked(head - s.Tail) >= L.RingRecords)
+                {
+                    Add(block, L.DropsOffset + p.Id * 8, 1);
+                    continue;
+                }
+                int record = L.RingOffset + (int)(head & (L.RingRecords - 1)) * L.RecordSize;
+                ulong tsc = BinaryPrimitives.ReadUInt64LittleEndian(actualBlock.AsSpan(record + L.RecordTsc));
+                tscs.Add(tsc);
+                Set(block, record + L.RecordTsc, tsc);
+                for (int c = 0; c < p.Captures.Count; c++)
+                    Set(block, record + (c == 0 ? L.RecordArg0 : L.RecordArg1), Value(s.Calls[i], p.Captures[c], i));
+                Set(block, record + L.RecordCommit, L.Commit(head, p.Id));
+                head++;
+            }
+        }
+        Set(block, L.HeadOffset, head);
+        Set(block, L.TailOffset, s.Tail);
+        return (block, threads, tscs);
+    }
+
+    static IEnumerable<(int Entry, ulong Key, ulong Value)> TableEntries(Way way, ulong fsBase)
+    {
+        int first = (int)L.Hash(fsBase) * L.TableEntrySize, second = first + L.TableEntrySize;
+        // Other threads' keys point at the same block: if the trampoline took one for this thread's, the
+        // block would show it. fs bases are never 0 or these exact neighbours of this thread's.
+        switch (way)
+        {
+            case Way.First: yield return (first, fsBase, Block); break;
+            case Way.Second: yield return (first, fsBase + 0x1000, Block); yield return (second, fsBase, Block); break;
+            case Way.OthersInBothWays: yield return (first, fsBase + 0x1000, Block); yield return (second, fsBase + 0x2000, Block); break;
+        }
+    }
+
+    static void Set(byte[] memory, int offset, ulong value) => BinaryPrimitives.WriteUInt64LittleEndian(memory.AsSpan(offset), value);
+    static void Add(byte[] memory, int offset, ulong value) =>
+        Set(memory, offset, BinaryPrimitives.ReadUInt64LittleEndian(memory.AsSpan(offset)) + value);
+    static ulong Get(byte[] memory, int offset) => BinaryPrimitives.ReadUInt64LittleEndian(memory.AsSpan(offset));
+
+    // ---- running it ---------------------------------------------------------------------------------
+
+    static void Function(Assembler a, bool nop5)
+    {
+        if (nop5)
+        {
+            a.nop(5); // nop dword [rax+rax]: displaced, changes nothing
+        }
+        else
+        {
+            a.mov(rax, rdi); // 3 + 3 bytes displaced: the ret stays at the site
+            a.add(rax, rsi);
+        }
+        a.ret();
+    }
+
+    static AssemblerRegister64 Reg(string name) => name switch
+    {
+        "rax" => rax, "rbx" => rbx, "rcx" => rcx, "rdx" => rdx, "rsi" => rsi, "rdi" => rdi, "rbp" => rbp,
+        "r8" => r8, "r9" => r9, "r10" => r10, "r11" => r11, "r12" => r12, "r13" => r13, "r14" => r14, "r15" => r15,
+        _ => throw new ArgumentException(name),
+    };
+
+    static void CallerCode(Assembler a, Scenario s)
+    {
+        foreach (string r in new[] { "rbx", "rbp", "r12", "r13", "r14", "r15" }) a.push(Reg(r));
+        a.mov(rax, SavedRsp);
+        a.mov(__qword_ptr[rax], rsp);
+        for (int i = 0; i < s.Calls.Count; i++)
+        {
+            a.mov(rsp, StackTop);
+            a.push((int)s.Flags);
+            a.popfq();
+            foreach (string r in Registers) a.mov(Reg(r), Value(s.Calls[i], r, i)); // mov imm64 leaves the flags alone
+            a.call(Site);
+            a.mov(rsp, SpillBase + (ulong)(i + 1) * 128);
+            a.pushfq();
+            foreach (string r in Registers) a.push(Reg(r));
+        }
+        a.mov(rax, SavedRsp);
+        a.mov(rsp, __qword_ptr[rax]);
+        foreach (string r in new[] { "r15", "r14", "r13", "r12", "rbp", "rbx" }) a.pop(Reg(r));
+        a.ret();
+    }
+
+    /// <summary>
+    /// Lays out the scenario in a fresh harness, runs the caller, reads everything back and checks it
+    /// against the model: block and thread mapping byte for byte, each call's registers and flags, and
+    /// the red zone. Returns what the tests look at more closely.
+    /// </summary>
+    Outcome Execute(Scenario s)
+    {
+        var function = new CodeRange(Site, Assemble(Site, a => Function(a, s.Nop5)));
+        var plan = Assert.IsType<PatchablePlan>(PatchSiteAnalyzer.Analyze(function, Site, []));
+        var (code, tailOffset) = TrampolineBuilder.Build(Tramp, Table, s.SaveFlags, s.Probes, at => PatchSiteAnalyzer.Relocate(plan, Site, at));
+        string disassembly = Disassemble(code, Tramp, tailOffset);
+
+        using var session = new Session(harness.Path);
+        ulong fs = session.FsBase;
+        session.Map(Code, 0x10000).Map(Tramp, 0x10000).Map(Data, 0x20000).Map(Table, ThreadsMapping).Map(Block, L.BlockSize);
+        session.Put(Site, function.Code).Put(Site, Assemble(Site, a => a.jmp(Tramp))).Put(Tramp, code);
+        foreach (var (entry, key, value) in TableEntries(s.Way, fs))
+            session.Put(Table + (ulong)entry, [.. BitConverter.GetBytes(key), .. BitConverter.GetBytes(value)]);
+        session.Put(Block + L.HeadOffset, BitConverter.GetBytes(s.Head)).Put(Block + L.TailOffset, BitConverter.GetBytes(s.Tail));
+        byte[] redZone = RedZonePattern();
+        session.Put(RedZone, redZone);
+        session.Put(Caller, Assemble(Caller, a => CallerCode(a, s)));
+        session.Run(Caller);
+        int block = session.Dump(Block, L.BlockSize), threads = session.Dump(Table, ThreadsMapping);
+        int spills = session.Dump(SpillBase, (ulong)(s.Calls.Count + 1) * 128), red = session.Dump(RedZone, 128);
+        var (exit, dumps, output) = session.Finish();
+        Assert.True(exit == 0 && dumps.Count == 4, $"harness exit {exit} (negative/128+n = killed by signal n): {output}\ntrampoline: {disassembly}");
+
+        var outcome = new Outcome(dumps[block], dumps[threads],
+            Enumerable.Range(0, s.Calls.Count).Select(i => Spill(dumps[spills], i)).ToArray(), dumps[red], [], disassembly);
+        var (expectedBlock, expectedThreads, tscs) = Expect(s, fs, outcome.Block);
+        outcome.Tscs.AddRange(tscs);
+        AssertSameMemory("block", expectedBlock, outcome.Block, disassembly);
+        AssertSameMemory("thread table", expectedThreads, outcome.Threads, disassembly);
+        Assert.True(redZone.AsSpan().SequenceEqual(outcome.RedZone), $"the red zone below the caller's rsp changed\ntrampoline: {disassembly}");
+        for (int i = 0; i < s.Calls.Count; i++)
+        {
+            ulong[] spill = outcome.Spills[i];
+            ulong expectedRax = s.Nop5 ? Value(s.Calls[i], "rax", i) : Value(s.Calls[i], "rdi", i) + Value(s.Calls[i], "rsi", i);
+            for (int r = 0; r < Registers.Length; r++)
+            {
+                ulong expected = r == 0 ? expectedRax : Value(s.Calls[i], Registers[r], i);
+                Assert.True(expected == spill[r], $"call {i}: {Registers[r]} = {spill[r]:X} after the call, expected {expected:X}\ntrampoline: {disassembly}");
+            }
+            // add in the function itself writes the flags; only the nop function must give them back unchanged.
+            if (s.SaveFlags && s.Nop5)
+                Assert.True((s.Flags & ObservableFlags) == (spill[15] & ObservableFlags),
+                    $"call {i}: rflags {spill[15]:X} after the call, {s.Flags:X} before\ntrampoline: {disassembly}");
+        }
+        return outcome;
+    }
+
+    /// <summary>Call i's registers in <see cref="Registers"/> order, then rflags (pushed first, so highest).</summary>
+    static ulong[] Spill(byte[] spills, int call)
+    {
+        int top = (call + 1) * 128;
+        var values = new ulong[16];
+        for (int r = 0; r < Registers.Length; r++) values[r] = Get(spills, top - 16 - 8 * r);
+        values[15] = Get(spills, top - 8);
+        return values;
+    }
+
+    static byte[] RedZonePattern() => Enumerable.Range(0, 128).Select(i => (byte)(0xA5 ^ i)).ToArray();
+
+    static void AssertSameMemory(string what, byte[] expected, byte[] actual, string disassembly)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        int at = expected.AsSpan().CommonPrefixLength(actual);
+        if (at == expected.Length) return;
+        int word = at & ~7;
+        Assert.Fail($"{what} differs first at +0x{word:X} ({Describe(what, word)}): expected {Get(expected, word):X}, found {Get(actual, word):X}\ntrampoline: {disassembly}");
+    }
+
+    static string Describe(string what, int offset)
+    {
+        if (what != "block")
+            return offset >= L.SharedCountsOffset ? $"shared count of probe {(offset - L.SharedCountsOffset) / 8}" : $"table entry {offset / L.TableEntrySize}";
+        if (offset == L.HeadOffset) return "head";
+        if (offset == L.TailOffset) return "tail";
+        if (offset >= L.RingOffset)
+        {
+            string[] fields = ["tsc", "arg0", "arg1", "commit"];
+            return $"ring slot {(offset - L.RingOffset) / L.RecordSize} {fields[(offset - L.RingOffset) % L.RecordSize / 8]}";
+        }
+        if (offset >= L.DropsOffset) return $"drops of probe {(offset - L.DropsOffset) / 8}";
+        if (offset >= L.CountsOffset) return $"count of probe {(offset - L.CountsOffset) / 8}";
+        return "between head and counters";
+    }
+
+    static byte[] Assemble(ulong address, Action<Assembler> build)
+    {
+        var a = new Assembler(64);
+        build(a);
+        var writer = new ByteList();
+        a.Assemble(writer, address);
+        return writer.Bytes.ToArray();
+    }
+
+    sealed class ByteList : CodeWriter
+    {
+        public List<byte> Bytes { get; } = [];
+        public override void WriteByte(byte value) => Bytes.Add(value);
+    }
+
+    static string Disassemble(byte[] code, ulong at, int tailOffset)
+    {
+        var text = new StringBuilder();
+        var decoder = Iced.Intel.Decoder.Create(64, new ByteArrayCodeReader(code), at);
+        var formatter = new NasmFormatter();
+        var output = new StringOutput();
+        while (decoder.IP < at + (ulong)code.Length)
+        {
+            ulong ip = decoder.IP;
+            decoder.Decode(out Instruction i);
+            formatter.Format(i, output);
+            text.Append(CultureInfo.InvariantCulture, $"\n  {(ip - at == (ulong)tailOffset ? "tail:" : ""),-5} {ip:X}  {output.ToStringAndReset()}");
+        }
+        return text.ToString();
+    }
+
+    /// <summary>
+    /// One harness process. Its fs base is asked for before the rest of the script is written, because
+    /// where the table entry goes depends on it.
+    /// </summary>
+    sealed class Session : IDisposable
+    {
+        readonly Process process;
+        readonly StringBuilder script = new();
+        int dumps;
+        public ulong FsBase { get; }
+
+        public Session(string path)
+        {
+            var start = new ProcessStartInfo(path) { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+            process = Process.Start(start)!;
+            process.StandardInput.Write("fsbase 0\n");
+            process.StandardInput.Flush();
+            string? line = process.StandardOutput.ReadLine();
+            Assert.True(line is not null && line.StartsWith("fs=", StringComparison.Ordinal), $"harness did not report its fs base: {line}");
+            FsBase = ulong.Parse(line!["fs=".Length..], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+        }
+
+        public Session Map(ulong address, ulong size) { script.Append(CultureInfo.InvariantCulture, $"map {address:x} {size:x}\n"); return this; }
+
+        public Session Put(ulong address, byte[] bytes)
+        {
+            // The harness reads lines of up to 64 KB.
+            for (int done = 0; done < bytes.Length; done += 16384)
+                script.Append(CultureInfo.InvariantCulture,
+                    $"put {address + (ulong)done:x} {Convert.ToHexString(bytes, done, Math.Min(16384, bytes.Length - done))}\n");
+            return this;
+        }
+
+        public void Run(ulong entry) => script.Append(CultureInfo.InvariantCulture, $"run {entry:x}\n");
+
+        public int Dump(ulong address, ulong size)
+        {
+            script.Append(CultureInfo.InvariantCulture, $"dump {address:x} {size:x}\n");
+            return dumps++;
+        }
+
+        public (int Exit, List<byte[]> Dumps, string Output) Finish()
+        {
+            // Read while writing: dumps are megabytes, more than a pipe holds.
+            var stdout = process.StandardOutput.ReadToEndAsync();
+            var stderr = process.StandardError.ReadToEndAsync();
+            try
+            {
+                process.StandardInput.Write(script.ToString());
+                process.StandardInput.Close();
+            }
+            catch (IOException)
+            {
+                // The harness died mid-script; its exit status says why.
+            }
+            process.WaitForExit();
+            var lines = stdout.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            var memory = lines.Where(l => l.StartsWith("mem=", StringComparison.Ordinal)).Select(l => Convert.FromHexString(l.AsSpan(4))).ToList();
+            string shown = string.Join('\n', lines.Where(l => !l.StartsWith("mem=", StringComparison.Ordinal)));
+            return (process.ExitCode, memory, shown + stderr.Result);
+        }
+
+        public void Dispose()
+        {
+            if (!process.HasExited) process.Kill();
+            process.Dispose();
+        }
+    }
+
+    // ---- the tests ----------------------------------------------------------------------------------
+
+    public static TheoryData<string[]> CaptureSets() => new()
+    {
+        { ["rdi", "rsi"] },   // both from the trampoline's save slots
+        { ["rax", "rcx"] },   // the first and second registers pushed
+        { ["rdx", "r8"] },    // a saved one and one the trampoline never touches
+        { ["r15", "rsp"] },   // rsp as the site saw it, not the trampoline's
+        { ["rbx"] },          // one capture: the second value is 0
+        { Array.Empty<string>() },
+    };
+
+    [Theory]
+    [MemberData(nameof(CaptureSets))]
+    public void Every_call_is_counted_and_recorded_with_the_values_the_caller_passed(string[] captures)
+    {
+        const int N = 100;
+        var s = new Scenario([new TrampolineProbe(FirstId, captures)], Plain(N));
+        var run = Execute(s);
+        Assert.Equal((ulong)N, Get(run.Block, L.CountsOffset + FirstId * 8));
+        Assert.Equal((ulong)N, Get(run.Block, L.HeadOffset));
+        Assert.Equal(N, run.Tscs.Count);
+        Assert.All(run.Tscs, t => Assert.NotEqual(0UL, t));
+        for (int i = 1; i < N; i++)
+            Assert.True(run.Tscs[i - 1] <= run.Tscs[i], $"record {i}: tsc {run.Tscs[i]:X} before record {i - 1}'s {run.Tscs[i - 1]:X}");
+    }
+
+    [Theory]
+    [InlineData(0UL)]
+    [InlineData((ulong)L.RingRecords - 3)]          // the records wrap to slot 0
+    [InlineData(0xFFFF_FFFEUL)]                     // the sequence number passes 32 bits
+    public void Records_take_slot_head_modulo_the_ring_with_the_full_sequence_in_the_commit_word(ulong start)
+    {
+        const int N = 8;
+        var run = Execute(new Scenario([new TrampolineProbe(FirstId, ["rdi", "rsi"])], Plain(N)) { Head = start, Tail = start });
+        Assert.Equal(start + N, Get(run.Block, L.HeadOffset));
+        for (ulong seq = start; seq < start + N; seq++)
+        {
+            int slot = L.RingOffset + (int)(seq & (L.RingRecords - 1)) * L.RecordSize;
+            Assert.Equal(((seq + 1) << 16) | FirstId, Get(run.Block, slot + L.RecordCommit));
+        }
+    }
+
+    [Theory]
+    [InlineData((ulong)L.RingRecords + 5, 5UL)]      // full: head - tail == RingRecords
+    [InlineData((ulong)L.RingRecords - 1 + 7, 7UL)]  // one slot left: the first call records, the rest drop
+    [InlineData(3UL, 4UL)]                           // a tail ahead of head (scribbled) reads as full
+    public void A_full_ring_counts_drops_and_writes_nothing(ulong head, ulong tail)
+    {
+        const int N = 3;
+        var run = Execute(new Scenario([new TrampolineProbe(FirstId, ["rdi", "rsi"])], Plain(N)) { Head = head, Tail = tail });
+        ulong room = head - tail < L.RingRecords ? L.RingRecords - (head - tail) : 0;
+        ulong written = Math.Min(room, N);
+        Assert.Equal((ulong)N, Get(run.Block, L.CountsOffset + FirstId * 8));
+        Assert.Equal(N - written, Get(run.Block, L.DropsOffset + FirstId * 8));
+        Assert.Equal(head + written, Get(run.Block, L.HeadOffset));
+    }
+
+    [Theory]
+    [InlineData(Way.Empty)]
+    [InlineData(Way.OthersInBothWays)]
+    public void A_thread_without_a_table_entry_counts_in_the_shared_counters_and_touches_no_block(Way way)
+    {
+        const int N = 5;
+        var run = Execute(new Scenario([new TrampolineProbe(FirstId, ["rdi"]), new TrampolineProbe(L.MaxProbes - 1, [])], Plain(N)) { Way = way });
+        Assert.Equal((ulong)N, Get(run.Threads, L.SharedCountsOffset + FirstId * 8));
+        Assert.Equal((ulong)N, Get(run.Threads, L.SharedCountsOffset + (L.MaxProbes - 1) * 8));
+        Assert.Empty(run.Tscs);
+    }
+
+    [Fact]
+    public void A_thread_whose_entry_is_in_the_second_way_finds_its_block()
+    {
+        const int N = 4;
+        var run = Execute(new Scenario([new TrampolineProbe(FirstId, ["rdi"])], Plain(N)) { Way = Way.Second });
+        Assert.Equal((ulong)N, Get(run.Block, L.CountsOffset + FirstId * 8));
+        Assert.Equal(0UL, Get(run.Threads, L.SharedCountsOffset + FirstId * 8));
+    }
+
+    [Fact]
+    public void Two_probes_on_one_site_each_count_and_record_in_order()
+    {
+        const int N = 6;
+        var s = new Scenario([new TrampolineProbe(3, ["rdi"]), new TrampolineProbe(L.MaxProbes - 1, ["rsi", "rsp"])], Plain(N));
+        var run = Execute(s);
+        Assert.Equal((ulong)N, Get(run.Block, L.CountsOffset + 3 * 8));
+        Assert.Equal((ulong)N, Get(run.Block, L.CountsOffset + (L.MaxProbes - 1) * 8));
+        Assert.Equal((ulong)(2 * N), Get(run.Block, L.HeadOffset));
+    }
+
+    /// <summary>Flag patterns: every observable flag clear, and every status flag set.</summary>
+    public static TheoryData<Way, ulong, bool> RegisterCases()
+    {
+        var data = new TheoryData<Way, ulong, bool>();
+        foreach (Way way in new[] { Way.First, Way.Empty })
+            foreach (ulong flags in new ulong[] { 0x202, 0x202 | 0x8D5 })
+                foreach (bool filterMatches in new[] { true, false })
+                    data.Add(way, flags, filterMatches);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(RegisterCases))]
+    public void Every_register_the_flags_and_the_red_zone_are_as_the_caller_left_them(Way way, ulong flags, bool filterMatches)
+    {
+        // Captures and filters read registers the trampoline saved (rdi, rax), never touches (r8, r9) and rsp,
+        // so every way of loading a value runs, on the counted path and on the filtered-out one.
+        var fields = new Dictionary<string, HitField> { ["arg1"] = new("rdi", 64, false), ["x"] = new("r9", 32, true) };
+        ulong r9 = filterMatches ? 0xFFFF_FFFF_FFFF_FFF0 : 0x10;
+        var calls = Enumerable.Range(0, 4).Select(_ => (IReadOnlyDictionary<string, ulong>)new Dictionary<string, ulong> { ["r9"] = r9 }).ToArray();
+        var probes = new[]
+        {
+            new TrampolineProbe(5, ["r8", "rsp"], Filter.Parse("arg1 != 0").Root, fields),
+            new TrampolineProbe(6, ["rax", "r9"], Filter.Parse("x < 0").Root, fields),
+        };
+        Execute(new Scenario(probes, calls) { Way = way, Flags = flags, Nop5 = true });
+    }
+
+    [Fact]
+    public void Without_saved_flags_every_general_register_is_still_kept()
+    {
+        var run = Execute(new Scenario([new TrampolineProbe(FirstId, ["rdi", "r8"])], Plain(4)) { SaveFlags = false, Nop5 = true, Flags = 0x202 | 0x8D5 });
+        Assert.Equal(4UL, Get(run.Block, L.CountsOffset + FirstId * 8));
+    }
+
+    // rdi is arg1 (u64); rsi a typed s32 capture n; rdx b (s8), rcx w (u16), r8 u (u32), r9 s (s64). High
+    // bits outside a field's width are garbage the trampoline must ignore.
+    static readonly Dictionary<string, HitField> FilterFields = new()
+    {
+        ["arg1"] = new("rdi", 64, false), ["n"] = new("rsi", 32, true), ["b"] = new("rdx", 8, true),
+        ["w"] = new("rcx", 16, false), ["u"] = new("r8", 32, false), ["s"] = new("r9", 64, true),
+    };
+
+    static readonly (ulong Rdi, ulong Rsi, ulong Rdx, ulong Rcx, ulong R8, ulong R9)[] FilterInputs =
+    [
+        (0, 0, 0, 0, 0, 0),
+        (7, 0xFFFF_FFFF_FFFF_FFFF, 0x80, 0x8000, 0x8000_0000, 0x8000_0000_0000_0000),
+        (99, 0x1234_5678_FFFF_FFF0, 0xFFFF_FFFF_FFFF_FF7F, 0xFFFF_FFFF_FFFF_7FFF, 0xFFFF_FFFF_7FFF_FFFF, 0x7FFF_FFFF_FFFF_FFFF),
+        (100, 0x0000_0000_8000_0000, 0x1_0000_0001, 0x1_FFFF, 0x1_0000_0000, 1),
+        (0x8000_0000_0000_0000, 5, 0x7F, 0x7FFF, 0x7FFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF),
+        (0xFFFF_FFFF_FFFF_FFFF, 0x7FFF_FFFF, 0xFF, 0xFFFF, 0xFFFF_FFFF, 0xFFFF_FFFF),
+        (101, 0xFFFF_FFFF_FFFF_FFFB, 0xFE, 0, 0, 0xFFFF_FFFF_FFFF_FFFE),
+        (50, 0xFFFF_FFFF_FFFF_FFFA, 0x100, 0x1_0000, 0xFFFF_FFFF_0000_0000, 0),
+        (7, 0xFFFF_FFFF_8000_0000, 0x81, 0x8001, 0x8000_0001, 0xFFFF_FFFF_8000_0000),
+        (99, 0, 0xFFFF_FFFF_FFFF_FF80, 0xFFFF_FFFF_FFFF_0000, 0, 0x10),
+    ];
+
+    public static TheoryData<string, bool> Filters() => new()
+    {
+        { "arg1 < 100", false },
+        { "n < -5", false },
+        { "n == -1", false },
+        { "n >= -2147483648 && n < -2147483647", false },
+        { "b < 0", false },
+        { "b == -128", false },
+        { "w >= 0x8000", false },
+        { "u > 0x7fffffff", false },
+        { "s < 0", false },
+        { "s <= -2", false },
+        { "arg1 < 100 && n >= -16", false },
+        { "!(arg1 == 7) && (n > 0 || b == -128)", false },
+        { "arg1 == 7 || arg1 == 99 || n == -2147483648", false },
+        { "!(arg1 > 100 || w != 0)", false },
+        // Literals outside a field's range: every value is on one side, the filter is constant.
+        { "n > 3000000000", true },
+        { "n < 3000000000", true },
+        { "arg1 != -1", true },
+        { "arg1 > -1", true },
+        { "b > 127", true },
+        { "u >= 0 && u < 4294967296", true },
+    };
+
+    [Theory]
+    [MemberData(nameof(Filters))]
+    public void A_compiled_filter_counts_and_records_only_the_matching_calls(string filter, bool constant)
+    {
+        var probe = new TrampolineProbe(FirstId, ["rdi", "rsi"], Filter.Parse(filter).Root, FilterFields);
+        var calls = FilterInputs.Select(v => (IReadOnlyDictionary<string, ulong>)new Dictionary<string, ulong>
+        {
+            ["rdi"] = v.Rdi, ["rsi"] = v.Rsi, ["rdx"] = v.Rdx, ["rcx"] = v.Rcx, ["r8"] = v.R8, ["r9"] = v.R9,
+        }).ToArray();
+        int matching = calls.Select((c, i) => Matches(probe, c, i)).Count(m => m);
+        // A filter that every input passes or fails would not show whether the trampoline filters at all.
+        if (!constant) Assert.InRange(matching, 1, calls.Length - 1);
+
+        var registered = Execute(new Scenario([probe], calls));
+        Assert.Equal((ulong)matching, Get(registered.Block, L.CountsOffset + FirstId * 8));
+        Assert.Equal((ulong)matching, Get(registered.Block, L.HeadOffset));
+
+        var unregistered = Execute(new Scenario([probe], calls) { Way = Way.Empty });
+        Assert.Equal((ulong)matching, Get(unregistered.Threads, L.SharedCountsOffset + FirstId * 8));
+    }
+
+    [Fact]
+    public void Two_filtered_probes_on_one_site_each_decide_for_themselves()
+    {
+        var probes = new[]
+        {
+            new TrampolineProbe(3, ["rdi"], Filter.Parse("arg1 < 100").Root, FilterFields),
+            new TrampolineProbe(4, ["rsi", "rdx"], Filter.Parse("n < 0").Root, FilterFields),
+            new TrampolineProbe(8, ["rcx"]),
+        };
+        var calls = FilterInputs.Select(v => (IReadOnlyDictionary<string, ulong>)new Dictionary<string, ulong>
+        {
+            ["rdi"] = v.Rdi, ["rsi"] = v.Rsi, ["rdx"] = v.Rdx, ["rcx"] = v.Rcx,
+        }).ToArray();
+        var run = Execute(new Scenario(probes, calls));
+        Assert.Equal((ulong)calls.Length, Get(run.Block, L.CountsOffset + 8 * 8));
+    }
+}
