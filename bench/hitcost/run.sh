@@ -54,6 +54,9 @@ uftrace_calls="${UFTRACE_CALLS:-1000000}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 work="$(mktemp -d /tmp/uprec-hitcost.XXXXXX)"
+# Every path below is absolute; working in $work keeps the gmon.out that a -pg build writes at
+# exit (the uftrace fallback copy) out of the caller's directory.
+cd "$work"
 out="$work/out"
 perf="${PERF:-perf}"
 uftrace="${UFTRACE:-uftrace}"
