@@ -58,6 +58,8 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         public ulong Flags { get; init; } = 0x202;
         /// <summary>The probed function: rdi + rsi by default; <see cref="Nop5"/> leaves every register as it was.</summary>
         public bool Nop5 { get; init; }
+        /// <summary>Calls go to the trampoline's tail, as a thread that trapped on the int3 the jmp replaced continues.</summary>
+        public bool EnterAtTail { get; init; }
     }
 
     sealed record Outcome(byte[] Block, byte[] Threads, ulong[][] Spills, byte[] RedZone, List<ulong> Tscs, string Disassembly);
@@ -96,7 +98,7 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         bool registered = s.Way is Way.First or Way.Second;
         ulong head = s.Head;
         var tscs = new List<ulong>();
-        for (int i = 0; i < s.Calls.Count; i++)
+        for (int i = 0; i < s.Calls.Count && !s.EnterAtTail; i++)
         {
             foreach (TrampolineProbe p in s.Probes)
             {
@@ -168,7 +170,7 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         _ => throw new ArgumentException(name),
     };
 
-    static void CallerCode(Assembler a, Scenario s)
+    static void CallerCode(Assembler a, Scenario s, ulong target)
     {
         foreach (string r in new[] { "rbx", "rbp", "r12", "r13", "r14", "r15" }) a.push(Reg(r));
         a.mov(rax, SavedRsp);
@@ -179,7 +181,7 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
             a.push((int)s.Flags);
             a.popfq();
             foreach (string r in Registers) a.mov(Reg(r), Value(s.Calls[i], r, i)); // mov imm64 leaves the flags alone
-            a.call(Site);
+            a.call(target);
             a.mov(rsp, SpillBase + (ulong)(i + 1) * 128);
             a.pushfq();
             foreach (string r in Registers) a.push(Reg(r));
@@ -211,7 +213,7 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         session.Put(Block + L.HeadOffset, BitConverter.GetBytes(s.Head)).Put(Block + L.TailOffset, BitConverter.GetBytes(s.Tail));
         byte[] redZone = RedZonePattern();
         session.Put(RedZone, redZone);
-        session.Put(Caller, Assemble(Caller, a => CallerCode(a, s)));
+        session.Put(Caller, Assemble(Caller, a => CallerCode(a, s, s.EnterAtTail ? Tramp + (ulong)tailOffset : Site)));
         session.Run(Caller);
         int block = session.Dump(Block, L.BlockSize), threads = session.Dump(Table, ThreadsMapping);
         int spills = session.Dump(SpillBase, (ulong)(s.Calls.Count + 1) * 128), red = session.Dump(RedZone, 128);
@@ -469,6 +471,15 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         Assert.Equal((ulong)(2 * N), Get(run.Block, L.HeadOffset));
     }
 
+    [Fact]
+    public void A_thread_entering_at_the_tail_runs_the_displaced_code_and_is_not_counted()
+    {
+        // Execute checks each call's result (rdi + rsi from the displaced mov/add and the ret back at the
+        // site) and that the block and the shared counters stay untouched.
+        var run = Execute(new Scenario([new TrampolineProbe(FirstId, ["rdi"])], Plain(3)) { EnterAtTail = true });
+        Assert.Equal(0UL, Get(run.Block, L.CountsOffset + FirstId * 8));
+    }
+
     /// <summary>Flag patterns: every observable flag clear, and every status flag set.</summary>
     public static TheoryData<Way, ulong, bool> RegisterCases()
     {
@@ -504,26 +515,27 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         Assert.Equal(4UL, Get(run.Block, L.CountsOffset + FirstId * 8));
     }
 
-    // rdi is arg1 (u64); rsi a typed s32 capture n; rdx b (s8), rcx w (u16), r8 u (u32), r9 s (s64). High
-    // bits outside a field's width are garbage the trampoline must ignore.
+    // rdi is arg1 (u64); rsi a typed s32 capture n; rdx b (s8), rcx w (u16), r8 u (u32), r9 s (s64), r10 c (u8),
+    // r11 h (s16). High bits outside a field's width are garbage the trampoline must ignore.
     static readonly Dictionary<string, HitField> FilterFields = new()
     {
         ["arg1"] = new("rdi", 64, false), ["n"] = new("rsi", 32, true), ["b"] = new("rdx", 8, true),
         ["w"] = new("rcx", 16, false), ["u"] = new("r8", 32, false), ["s"] = new("r9", 64, true),
+        ["c"] = new("r10", 8, false), ["h"] = new("r11", 16, true),
     };
 
-    static readonly (ulong Rdi, ulong Rsi, ulong Rdx, ulong Rcx, ulong R8, ulong R9)[] FilterInputs =
+    static readonly (ulong Rdi, ulong Rsi, ulong Rdx, ulong Rcx, ulong R8, ulong R9, ulong R10, ulong R11)[] FilterInputs =
     [
-        (0, 0, 0, 0, 0, 0),
-        (7, 0xFFFF_FFFF_FFFF_FFFF, 0x80, 0x8000, 0x8000_0000, 0x8000_0000_0000_0000),
-        (99, 0x1234_5678_FFFF_FFF0, 0xFFFF_FFFF_FFFF_FF7F, 0xFFFF_FFFF_FFFF_7FFF, 0xFFFF_FFFF_7FFF_FFFF, 0x7FFF_FFFF_FFFF_FFFF),
-        (100, 0x0000_0000_8000_0000, 0x1_0000_0001, 0x1_FFFF, 0x1_0000_0000, 1),
-        (0x8000_0000_0000_0000, 5, 0x7F, 0x7FFF, 0x7FFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF),
-        (0xFFFF_FFFF_FFFF_FFFF, 0x7FFF_FFFF, 0xFF, 0xFFFF, 0xFFFF_FFFF, 0xFFFF_FFFF),
-        (101, 0xFFFF_FFFF_FFFF_FFFB, 0xFE, 0, 0, 0xFFFF_FFFF_FFFF_FFFE),
-        (50, 0xFFFF_FFFF_FFFF_FFFA, 0x100, 0x1_0000, 0xFFFF_FFFF_0000_0000, 0),
-        (7, 0xFFFF_FFFF_8000_0000, 0x81, 0x8001, 0x8000_0001, 0xFFFF_FFFF_8000_0000),
-        (99, 0, 0xFFFF_FFFF_FFFF_FF80, 0xFFFF_FFFF_FFFF_0000, 0, 0x10),
+        (0, 0, 0, 0, 0, 0, 0, 0),
+        (7, 0xFFFF_FFFF_FFFF_FFFF, 0x80, 0x8000, 0x8000_0000, 0x8000_0000_0000_0000, 0x80, 0x8000),
+        (99, 0x1234_5678_FFFF_FFF0, 0xFFFF_FFFF_FFFF_FF7F, 0xFFFF_FFFF_FFFF_7FFF, 0xFFFF_FFFF_7FFF_FFFF, 0x7FFF_FFFF_FFFF_FFFF, 0xFFFF_FFFF_FFFF_FF7F, 0xFFFF_FFFF_FFFF_7FFF),
+        (100, 0x0000_0000_8000_0000, 0x1_0000_0001, 0x1_FFFF, 0x1_0000_0000, 1, 0x1_0000_0001, 0x1_FFFF),
+        (0x8000_0000_0000_0000, 5, 0x7F, 0x7FFF, 0x7FFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF, 0x7F, 0x7FFF),
+        (0xFFFF_FFFF_FFFF_FFFF, 0x7FFF_FFFF, 0xFF, 0xFFFF, 0xFFFF_FFFF, 0xFFFF_FFFF, 0xFF, 0xFFFF),
+        (101, 0xFFFF_FFFF_FFFF_FFFB, 0xFE, 0, 0, 0xFFFF_FFFF_FFFF_FFFE, 0xFE, 0xFFFE),
+        (50, 0xFFFF_FFFF_FFFF_FFFA, 0x100, 0x1_0000, 0xFFFF_FFFF_0000_0000, 0, 0x100, 0x1_0000),
+        (7, 0xFFFF_FFFF_8000_0000, 0x81, 0x8001, 0x8000_0001, 0xFFFF_FFFF_8000_0000, 0x81, 0x8001),
+        (99, 0, 0xFFFF_FFFF_FFFF_FF80, 0xFFFF_FFFF_FFFF_0000, 0, 0x10, 0xFFFF_FFFF_FFFF_FF80, 0xFFFF_FFFF_FFFF_0000),
     ];
 
     public static TheoryData<string, bool> Filters() => new()
@@ -538,6 +550,9 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         { "u > 0x7fffffff", false },
         { "s < 0", false },
         { "s <= -2", false },
+        { "c >= 0x80", false },
+        { "h < -1", false },
+        { "c == 0 || h == -32768", false },
         { "arg1 < 100 && n >= -16", false },
         { "!(arg1 == 7) && (n > 0 || b == -128)", false },
         { "arg1 == 7 || arg1 == 99 || n == -2147483648", false },
@@ -559,6 +574,7 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         var calls = FilterInputs.Select(v => (IReadOnlyDictionary<string, ulong>)new Dictionary<string, ulong>
         {
             ["rdi"] = v.Rdi, ["rsi"] = v.Rsi, ["rdx"] = v.Rdx, ["rcx"] = v.Rcx, ["r8"] = v.R8, ["r9"] = v.R9,
+            ["r10"] = v.R10, ["r11"] = v.R11,
         }).ToArray();
         int matching = calls.Select((c, i) => Matches(probe, c, i)).Count(m => m);
         // A filter that every input passes or fails would not show whether the trampoline filters at all.
