@@ -29,6 +29,8 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
     /// <summary>The caller runs on its own stack, so the rsp the site sees is known: StackTop - 8.</summary>
     const ulong StackTop = Data + 0x4000;
     const ulong SavedRsp = Data + 0x4800;
+    /// <summary>The TSC read by the caller before its first call and after its last: every record's tsc lies between.</summary>
+    const ulong TscWindow = Data + 0x4900;
     /// <summary>Call i spills its 15 registers and the flags into the 128 bytes below SpillBase + (i + 1) * 128.</summary>
     const ulong SpillBase = Data + 0x8000;
     const ulong Table = 0x5D00_0000_0000;
@@ -175,6 +177,7 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         foreach (string r in new[] { "rbx", "rbp", "r12", "r13", "r14", "r15" }) a.push(Reg(r));
         a.mov(rax, SavedRsp);
         a.mov(__qword_ptr[rax], rsp);
+        ReadTsc(a, TscWindow);
         for (int i = 0; i < s.Calls.Count; i++)
         {
             a.mov(rsp, StackTop);
@@ -186,10 +189,23 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
             a.pushfq();
             foreach (string r in Registers) a.push(Reg(r));
         }
+        ReadTsc(a, TscWindow + 8);
         a.mov(rax, SavedRsp);
         a.mov(rsp, __qword_ptr[rax]);
         foreach (string r in new[] { "r15", "r14", "r13", "r12", "rbp", "rbx" }) a.pop(Reg(r));
         a.ret();
+    }
+
+    static void ReadTsc(Assembler a, ulong into)
+    {
+        // lfence on both sides: the read can move neither before the code before it nor after the code after it.
+        a.lfence();
+        a.rdtsc();
+        a.lfence();
+        a.shl(rdx, 32);
+        a.or(rax, rdx);
+        a.mov(rcx, into);
+        a.mov(__qword_ptr[rcx], rax);
     }
 
     /// <summary>
@@ -217,8 +233,9 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         session.Run(Caller);
         int block = session.Dump(Block, L.BlockSize), threads = session.Dump(Table, ThreadsMapping);
         int spills = session.Dump(SpillBase, (ulong)(s.Calls.Count + 1) * 128), red = session.Dump(RedZone, 128);
+        int window = session.Dump(TscWindow, 16);
         var (exit, dumps, output) = session.Finish();
-        Assert.True(exit == 0 && dumps.Count == 4, $"harness exit {exit} (negative/128+n = killed by signal n): {output}\ntrampoline: {disassembly}");
+        Assert.True(exit == 0 && dumps.Count == 5, $"harness exit {exit} (negative/128+n = killed by signal n): {output}\ntrampoline: {disassembly}");
 
         var outcome = new Outcome(dumps[block], dumps[threads],
             Enumerable.Range(0, s.Calls.Count).Select(i => Spill(dumps[spills], i)).ToArray(), dumps[red], [], disassembly);
@@ -226,6 +243,9 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         outcome.Tscs.AddRange(tscs);
         AssertSameMemory("block", expectedBlock, outcome.Block, disassembly);
         AssertSameMemory("thread table", expectedThreads, outcome.Threads, disassembly);
+        ulong before = Get(dumps[window], 0), after = Get(dumps[window], 8);
+        foreach (ulong tsc in tscs)
+            Assert.True(before <= tsc && tsc <= after, $"a record's tsc {tsc:X} is outside the caller's window {before:X}..{after:X}");
         Assert.True(redZone.AsSpan().SequenceEqual(outcome.RedZone), $"the red zone below the caller's rsp changed\ntrampoline: {disassembly}");
         for (int i = 0; i < s.Calls.Count; i++)
         {
@@ -553,6 +573,11 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         { "c >= 0x80", false },
         { "h < -1", false },
         { "c == 0 || h == -32768", false },
+        { "c <= 0x80", false },                       // u8: 0x80 must not be sign-extended
+        { "!(arg1 < 100 && b < 0)", false },          // an && whose truth jumps (under !)
+        { "(arg1 < 100 && n < 0) || c == 0xff", false },
+        { "arg1 == 0xffffffffffffffff", false },      // u64 literals above the s64 range
+        { "arg1 >= 0x8000000000000000", false },
         { "arg1 < 100 && n >= -16", false },
         { "!(arg1 == 7) && (n > 0 || b == -128)", false },
         { "arg1 == 7 || arg1 == 99 || n == -2147483648", false },
