@@ -31,6 +31,8 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
     const ulong SavedRsp = Data + 0x4800;
     /// <summary>The TSC read by the caller before its first call and after its last: every record's tsc lies between.</summary>
     const ulong TscWindow = Data + 0x4900;
+    /// <summary>The harness thread's fs base, put back after a call made under a made-up one.</summary>
+    const ulong SavedFs = Data + 0x4A00;
     /// <summary>Call i spills its 15 registers and the flags into the 128 bytes below SpillBase + (i + 1) * 128.</summary>
     const ulong SpillBase = Data + 0x8000;
     const ulong Table = 0x5D00_0000_0000;
@@ -62,9 +64,19 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         public bool Nop5 { get; init; }
         /// <summary>Calls go to the trampoline's tail, as a thread that trapped on the int3 the jmp replaced continues.</summary>
         public bool EnterAtTail { get; init; }
+        /// <summary>
+        /// Table entries of made-up threads: a call whose assignment has "fs" runs under that fs base (the caller
+        /// switches with wrfsbase, which is all the trampoline looks at, and switches back after the call).
+        /// </summary>
+        public IReadOnlyList<(int Entry, ulong Key, ulong Value)> OtherThreads { get; init; } = [];
+        /// <summary>Blocks besides <see cref="Block"/> (head and tail 0) that the run maps and reads back.</summary>
+        public IReadOnlyList<ulong> OtherBlocks { get; init; } = [];
     }
 
-    sealed record Outcome(byte[] Block, byte[] Threads, ulong[][] Spills, byte[] RedZone, List<ulong> Tscs, string Disassembly);
+    sealed record Outcome(IReadOnlyDictionary<ulong, byte[]> Blocks, byte[] Threads, ulong[][] Spills, List<ulong> Tscs)
+    {
+        public byte[] Block => Blocks[TrampolineExecutionTests.Block];
+    }
 
     static ulong DefaultValue(string register, int call) =>
         0x8000_0000_0000_0000UL | ((ulong)(Array.IndexOf(Registers, register) + 1) << 48) | ((ulong)call << 20) | 0xBEEF;
@@ -92,43 +104,57 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
     /// The block and thread mapping the contract says the run leaves. Timestamps cannot be predicted: the
     /// model takes them from the actual records it expects, and returns them in order for the caller to check.
     /// </summary>
-    static (byte[] Block, byte[] Threads, List<ulong> Tscs) Expect(Scenario s, ulong fsBase, byte[] actualBlock)
+    static (Dictionary<ulong, byte[]> Blocks, byte[] Threads, List<ulong> Tscs) Expect(Scenario s, ulong fsBase, IReadOnlyDictionary<ulong, byte[]> actual)
     {
-        var block = new byte[L.BlockSize];
+        var blocks = actual.Keys.ToDictionary(b => b, _ => new byte[L.BlockSize]);
+        var heads = actual.Keys.ToDictionary(b => b, b => b == Block ? s.Head : 0);
         var threads = new byte[ThreadsMapping];
-        foreach (var (entry, key, value) in TableEntries(s.Way, fsBase)) { Set(threads, entry, key); Set(threads, entry + 8, value); }
-        bool registered = s.Way is Way.First or Way.Second;
-        ulong head = s.Head;
+        foreach (var (entry, key, value) in TableEntries(s.Way, fsBase).Concat(s.OtherThreads)) { Set(threads, entry, key); Set(threads, entry + 8, value); }
         var tscs = new List<ulong>();
         for (int i = 0; i < s.Calls.Count && !s.EnterAtTail; i++)
         {
+            ulong? address = Lookup(threads, s.Calls[i].TryGetValue("fs", out ulong fs) ? fs : fsBase);
             foreach (TrampolineProbe p in s.Probes)
             {
                 if (!Matches(p, s.Calls[i], i)) continue;
-                if (!registered)
+                if (address is not ulong b)
                 {
                     Add(threads, L.SharedCountsOffset + p.Id * 8, 1);
                     continue;
                 }
+                byte[] block = blocks[b];
+                ulong head = heads[b], tail = b == Block ? s.Tail : 0;
                 Add(block, L.CountsOffset + p.Id * 8, 1);
-                if (unchecked(head - s.Tail) >= L.RingRecords)
+                if (unchecked(head - tail) >= L.RingRecords)
                 {
                     Add(block, L.DropsOffset + p.Id * 8, 1);
                     continue;
                 }
                 int record = L.RingOffset + (int)(head & (L.RingRecords - 1)) * L.RecordSize;
-                ulong tsc = BinaryPrimitives.ReadUInt64LittleEndian(actualBlock.AsSpan(record + L.RecordTsc));
+                ulong tsc = Get(actual[b], record + L.RecordTsc);
                 tscs.Add(tsc);
                 Set(block, record + L.RecordTsc, tsc);
                 for (int c = 0; c < p.Captures.Count; c++)
                     Set(block, record + (c == 0 ? L.RecordArg0 : L.RecordArg1), Value(s.Calls[i], p.Captures[c], i));
                 Set(block, record + L.RecordCommit, L.Commit(head, p.Id));
-                head++;
+                heads[b] = head + 1;
             }
         }
-        Set(block, L.HeadOffset, head);
-        Set(block, L.TailOffset, s.Tail);
-        return (block, threads, tscs);
+        foreach (var (b, block) in blocks)
+        {
+            Set(block, L.HeadOffset, heads[b]);
+            Set(block, L.TailOffset, b == Block ? s.Tail : 0);
+        }
+        return (blocks, threads, tscs);
+    }
+
+    /// <summary>The 2-way lookup: the entry at the key's hash, else the next one.</summary>
+    static ulong? Lookup(byte[] threads, ulong key)
+    {
+        int first = (int)L.Hash(key) * L.TableEntrySize;
+        foreach (int entry in new[] { first, first + L.TableEntrySize })
+            if (Get(threads, entry) == key) return Get(threads, entry + 8);
+        return null;
     }
 
     static IEnumerable<(int Entry, ulong Key, ulong Value)> TableEntries(Way way, ulong fsBase)
@@ -177,10 +203,18 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         foreach (string r in new[] { "rbx", "rbp", "r12", "r13", "r14", "r15" }) a.push(Reg(r));
         a.mov(rax, SavedRsp);
         a.mov(__qword_ptr[rax], rsp);
+        a.rdfsbase(rax);
+        a.mov(rcx, SavedFs);
+        a.mov(__qword_ptr[rcx], rax);
         ReadTsc(a, TscWindow);
         for (int i = 0; i < s.Calls.Count; i++)
         {
             a.mov(rsp, StackTop);
+            if (s.Calls[i].TryGetValue("fs", out ulong fs))
+            {
+                a.mov(rax, fs);
+                a.wrfsbase(rax);
+            }
             a.push((int)s.Flags);
             a.popfq();
             foreach (string r in Registers) a.mov(Reg(r), Value(s.Calls[i], r, i)); // mov imm64 leaves the flags alone
@@ -188,6 +222,12 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
             a.mov(rsp, SpillBase + (ulong)(i + 1) * 128);
             a.pushfq();
             foreach (string r in Registers) a.push(Reg(r));
+            if (s.Calls[i].ContainsKey("fs"))
+            {
+                a.mov(rcx, SavedFs);
+                a.mov(rax, __qword_ptr[rcx]);
+                a.wrfsbase(rax);
+            }
         }
         ReadTsc(a, TscWindow + 8);
         a.mov(rax, SavedRsp);
@@ -213,40 +253,47 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
     /// against the model: block and thread mapping byte for byte, each call's registers and flags, and
     /// the red zone. Returns what the tests look at more closely.
     /// </summary>
-    Outcome Execute(Scenario s)
+    Outcome Execute(Scenario s) => Execute(_ => s);
+
+    /// <summary>The same, for a scenario that depends on the harness thread's fs base.</summary>
+    Outcome Execute(Func<ulong, Scenario> scenario)
     {
+        using var session = new Session(harness.Path);
+        ulong fs = session.FsBase;
+        Scenario s = scenario(fs);
         var function = new CodeRange(Site, Assemble(Site, a => Function(a, s.Nop5)));
         var plan = Assert.IsType<PatchablePlan>(PatchSiteAnalyzer.Analyze(function, Site, []));
         var (code, tailOffset) = TrampolineBuilder.Build(Tramp, Table, s.SaveFlags, s.Probes, at => PatchSiteAnalyzer.Relocate(plan, Site, at));
         string disassembly = Disassemble(code, Tramp, tailOffset);
 
-        using var session = new Session(harness.Path);
-        ulong fs = session.FsBase;
         session.Map(Code, 0x10000).Map(Tramp, 0x10000).Map(Data, 0x20000).Map(Table, ThreadsMapping).Map(Block, L.BlockSize);
+        foreach (ulong b in s.OtherBlocks) session.Map(b, L.BlockSize);
         session.Put(Site, function.Code).Put(Site, Assemble(Site, a => a.jmp(Tramp))).Put(Tramp, code);
-        foreach (var (entry, key, value) in TableEntries(s.Way, fs))
+        foreach (var (entry, key, value) in TableEntries(s.Way, fs).Concat(s.OtherThreads))
             session.Put(Table + (ulong)entry, [.. BitConverter.GetBytes(key), .. BitConverter.GetBytes(value)]);
         session.Put(Block + L.HeadOffset, BitConverter.GetBytes(s.Head)).Put(Block + L.TailOffset, BitConverter.GetBytes(s.Tail));
         byte[] redZone = RedZonePattern();
         session.Put(RedZone, redZone);
         session.Put(Caller, Assemble(Caller, a => CallerCode(a, s, s.EnterAtTail ? Tramp + (ulong)tailOffset : Site)));
         session.Run(Caller);
-        int block = session.Dump(Block, L.BlockSize), threads = session.Dump(Table, ThreadsMapping);
+        ulong[] blockAddresses = [Block, .. s.OtherBlocks];
+        int[] blockDumps = blockAddresses.Select(b => session.Dump(b, L.BlockSize)).ToArray();
+        int threads = session.Dump(Table, ThreadsMapping);
         int spills = session.Dump(SpillBase, (ulong)(s.Calls.Count + 1) * 128), red = session.Dump(RedZone, 128);
         int window = session.Dump(TscWindow, 16);
         var (exit, dumps, output) = session.Finish();
-        Assert.True(exit == 0 && dumps.Count == 5, $"harness exit {exit} (negative/128+n = killed by signal n): {output}\ntrampoline: {disassembly}");
+        Assert.True(exit == 0 && dumps.Count == 4 + blockDumps.Length, $"harness exit {exit} (negative/128+n = killed by signal n): {output}\ntrampoline: {disassembly}");
 
-        var outcome = new Outcome(dumps[block], dumps[threads],
-            Enumerable.Range(0, s.Calls.Count).Select(i => Spill(dumps[spills], i)).ToArray(), dumps[red], [], disassembly);
-        var (expectedBlock, expectedThreads, tscs) = Expect(s, fs, outcome.Block);
-        outcome.Tscs.AddRange(tscs);
-        AssertSameMemory("block", expectedBlock, outcome.Block, disassembly);
+        var actualBlocks = blockAddresses.Select((b, i) => (b, dumps[blockDumps[i]])).ToDictionary(x => x.b, x => x.Item2);
+        var (expectedBlocks, expectedThreads, tscs) = Expect(s, fs, actualBlocks);
+        var outcome = new Outcome(actualBlocks, dumps[threads], Enumerable.Range(0, s.Calls.Count).Select(i => Spill(dumps[spills], i)).ToArray(), tscs);
+        foreach (ulong b in blockAddresses)
+            AssertSameMemory($"block {b:X}", expectedBlocks[b], actualBlocks[b], disassembly);
         AssertSameMemory("thread table", expectedThreads, outcome.Threads, disassembly);
         ulong before = Get(dumps[window], 0), after = Get(dumps[window], 8);
         foreach (ulong tsc in tscs)
             Assert.True(before <= tsc && tsc <= after, $"a record's tsc {tsc:X} is outside the caller's window {before:X}..{after:X}");
-        Assert.True(redZone.AsSpan().SequenceEqual(outcome.RedZone), $"the red zone below the caller's rsp changed\ntrampoline: {disassembly}");
+        Assert.True(redZone.AsSpan().SequenceEqual(dumps[red]), $"the red zone below the caller's rsp changed\ntrampoline: {disassembly}");
         for (int i = 0; i < s.Calls.Count; i++)
         {
             ulong[] spill = outcome.Spills[i];
@@ -287,7 +334,7 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
 
     static string Describe(string what, int offset)
     {
-        if (what != "block")
+        if (!what.StartsWith("block", StringComparison.Ordinal))
             return offset >= L.SharedCountsOffset ? $"shared count of probe {(offset - L.SharedCountsOffset) / 8}" : $"table entry {offset / L.TableEntrySize}";
         if (offset == L.HeadOffset) return "head";
         if (offset == L.TailOffset) return "tail";
@@ -478,6 +525,46 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         var run = Execute(new Scenario([new TrampolineProbe(FirstId, ["rdi"])], Plain(N)) { Way = Way.Second });
         Assert.Equal((ulong)N, Get(run.Block, L.CountsOffset + FirstId * 8));
         Assert.Equal(0UL, Get(run.Threads, L.SharedCountsOffset + FirstId * 8));
+    }
+
+    /// <summary>A made-up fs base (TCB-like: page-aligned, user half) whose hash <paramref name="wanted"/> accepts.</summary>
+    static ulong KeyWithHash(Func<ulong, bool> wanted, params ulong[] taken)
+    {
+        for (ulong key = 0x7E00_0000_0000; ; key += 0x1000)
+            if (wanted(L.Hash(key)) && !taken.Contains(key)) return key;
+    }
+
+    [Fact]
+    public void Threads_count_in_their_own_blocks_through_both_ways_and_the_extra_last_entry()
+    {
+        const ulong Block2 = Block + 0x1000_0000, Block3 = Block + 0x2000_0000, Block4 = Block + 0x3000_0000;
+        const int Last = L.TableEntries - 1;
+        var run = Execute(fs =>
+        {
+            ulong own = L.Hash(fs);
+            // a and b share a bucket (b in its second way) away from the harness thread's entry and the last
+            // bucket; c hashes to the last bucket and lives in the extra entry after it; d has no entry.
+            ulong a = KeyWithHash(h => h + 1 < Last && h != own && h + 1 != own, fs);
+            ulong b = KeyWithHash(h => h == L.Hash(a), fs, a);
+            ulong c = KeyWithHash(h => h == Last, fs);
+            ulong blocker = KeyWithHash(h => h == Last, fs, c);
+            ulong d = KeyWithHash(_ => true, fs, a, b, c, blocker);
+            var others = new List<(int, ulong, ulong)>
+            {
+                ((int)L.Hash(a) * L.TableEntrySize, a, Block2),
+                ((int)L.Hash(a) * L.TableEntrySize + L.TableEntrySize, b, Block3),
+                ((Last + 1) * L.TableEntrySize, c, Block4),
+            };
+            // The first way of the last bucket is taken: by the harness thread, or by a thread that never calls.
+            if (own != Last) others.Add((Last * L.TableEntrySize, blocker, Block2));
+            ulong?[] rotation = [null, a, b, c, d];
+            var calls = Enumerable.Range(0, 20).Select(i => (IReadOnlyDictionary<string, ulong>)(rotation[i % 5] is ulong key
+                ? new Dictionary<string, ulong> { ["fs"] = key } : new Dictionary<string, ulong>())).ToArray();
+            return new Scenario([new TrampolineProbe(FirstId, ["rdi", "rsi"])], calls) { OtherThreads = others, OtherBlocks = [Block2, Block3, Block4] };
+        });
+        foreach (ulong block in new[] { Block, Block2, Block3, Block4 })
+            Assert.Equal(4UL, Get(run.Blocks[block], L.CountsOffset + FirstId * 8));
+        Assert.Equal(4UL, Get(run.Threads, L.SharedCountsOffset + FirstId * 8));
     }
 
     [Fact]
