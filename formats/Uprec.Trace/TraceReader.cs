@@ -353,17 +353,37 @@ public sealed class TraceReader : IDisposable
         return null;
     }
 
+    // Other writers (DuckDB, pyarrow) declare every column optional even when it has no nulls. The fast
+    // decoder's fixed-width path reads required columns only (an optional page starts with its definition
+    // levels), so such columns go through Parquet.Net, and a null in them is an error, not a zero.
     private long[] ReadLongs(int index, ParquetRowGroupReader group, long[] values) =>
-        Fast(index, _fields[TraceColumns.TimeNs], c => { _fast!.ReadInt64(c, values); return values; },
-            () => Read(group, _fields[TraceColumns.TimeNs], values));
+        _fields[TraceColumns.TimeNs].IsNullable
+            ? NoNulls(ReadNullable<long>(group, _fields[TraceColumns.TimeNs], values.Length), values, TraceColumns.TimeNs)
+            : Fast(index, _fields[TraceColumns.TimeNs], c => { _fast!.ReadInt64(c, values); return values; },
+                () => Read(group, _fields[TraceColumns.TimeNs], values));
 
     private int[] ReadInts(int index, ParquetRowGroupReader group, DataField field, int[] values) =>
-        Fast(index, field, c => { _fast!.ReadInt32(c, values); return values; }, () => Read(group, field, values));
+        field.IsNullable
+            ? NoNulls(ReadNullable<int>(group, field, values.Length), values, field.Name)
+            : Fast(index, field, c => { _fast!.ReadInt32(c, values); return values; }, () => Read(group, field, values));
+
+    private T[] NoNulls<T>(T?[] read, T[] values, string column) where T : struct
+    {
+        for (int i = 0; i < values.Length; i++)
+        {
+            values[i] = read[i] ?? throw new TraceFormatException($"trace '{Path}' has null values in the required column '{column}'");
+        }
+        return values;
+    }
 
     private string[] ReadNames(int index, ParquetRowGroupReader group, DataField field, string[] values) =>
         Fast(index, field, c =>
             {
-                _fast!.ReadStrings(c, values!, optional: false, Intern);
+                _fast!.ReadStrings(c, values!, optional: field.IsNullable, Intern);
+                if (field.IsNullable && Array.IndexOf(values, null) >= 0)
+                {
+                    throw new TraceFormatException($"trace '{Path}' has null values in the required column '{field.Name}'");
+                }
                 return values;
             },
             () => ReadRequiredStrings(group, field, values));
@@ -376,7 +396,7 @@ public sealed class TraceReader : IDisposable
                     _kindText = new string?[kinds.Length];
                 }
                 string?[] text = _kindText;
-                _fast!.ReadStrings(c, text, optional: false, Intern);
+                _fast!.ReadStrings(c, text, optional: _fields[TraceColumns.Kind].IsNullable, Intern);
                 // Interned: each row holds one of a few instances, so a reference check decides.
                 // Entries and returns interleave at random, so the loop avoids data-dependent branches:
                 // it computes the kind from one reference compare and checks validity once at the end.
@@ -392,7 +412,9 @@ public sealed class TraceReader : IDisposable
                 if (unknown)
                 {
                     string? k = text.First(t => !ReferenceEquals(t, entry) && !ReferenceEquals(t, ret));
-                    throw new TraceFormatException($"trace '{Path}' has an unknown kind '{k}' (expected entry or return)");
+                    throw new TraceFormatException(k is null
+                        ? $"trace '{Path}' has null values in the required column '{TraceColumns.Kind}'"
+                        : $"trace '{Path}' has an unknown kind '{k}' (expected entry or return)");
                 }
                 return kinds;
             },
@@ -420,6 +442,16 @@ public sealed class TraceReader : IDisposable
     private HitKind[] ReadKinds(ParquetRowGroupReader group, HitKind[] kinds)
     {
         int n = kinds.Length;
+        if (_fields[TraceColumns.Kind].IsNullable)
+        {
+            string[] text = ReadRequiredStrings(group, _fields[TraceColumns.Kind], new string[n]);
+            for (int i = 0; i < n; i++)
+            {
+                kinds[i] = text[i] == TraceColumns.KindEntry ? HitKind.Entry : text[i] == TraceColumns.KindReturn ? HitKind.Return
+                    : throw new TraceFormatException($"trace '{Path}' has an unknown kind '{text[i]}' (expected entry or return)");
+            }
+            return kinds;
+        }
         ReadOnlyMemory<char>[] raw = ReadRaw(group, _fields[TraceColumns.Kind], n);
         ReadOnlyMemory<char> last = default;
         HitKind lastKind = HitKind.Entry;

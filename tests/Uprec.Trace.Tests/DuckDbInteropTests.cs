@@ -26,6 +26,46 @@ public class DuckDbInteropTests
     }
 
     [Fact]
+    public void ATraceRewrittenByDuckDbReadsBackTheSame()
+    {
+        // DuckDB declares every column optional (definition levels on every page): uprec must read such
+        // a file row for row as it reads its own, on both decode paths, not misread the levels as values.
+        using var dir = new TempDir();
+        string path = dir.File("t.parquet"), copy = dir.File("duck.parquet");
+        new SyntheticTrace
+        {
+            Probes = [new SyntheticProbe("a", 3000, new LatencyModel.LogNormal(1000, 1)), new SyntheticProbe("b", 2000)],
+            Processes = 2,
+            ThreadsPerProcess = 3,
+            RowGroupSize = 2000,
+        }.Write(path);
+        string metadata;
+        using (TraceReader original = TraceReader.Open(path))
+        {
+            metadata = TraceMetadataJson.Serialize(original.Metadata);
+        }
+        Query($"COPY (SELECT * FROM read_parquet('{path}')) TO '{copy}' (FORMAT parquet, KV_METADATA " +
+            $"{{'{TraceColumns.SchemaVersionKey}': '{TraceSchema.Version}', '{TraceColumns.MetadataKey}': '{metadata.Replace("'", "''")}'}})");
+        Assert.Contains(Query($"SELECT repetition_type FROM parquet_schema('{copy}') WHERE name = 'pid'"), r => (string?)r[0] == "OPTIONAL");
+
+        List<string> expected = FastPathTests.Dump(path, fast: true);
+        Assert.True(expected.Count > 7000);
+        Assert.Equal(expected, FastPathTests.Dump(copy, fast: true));
+        Assert.Equal(expected, FastPathTests.Dump(copy, fast: false));
+
+        // One null where uprec needs a value is an error naming the column, not a zero pid.
+        string holed = dir.File("holed.parquet");
+        Query($"COPY (SELECT * REPLACE (CASE WHEN time_ns = (SELECT max(time_ns) FROM read_parquet('{path}')) THEN NULL ELSE pid END AS pid) " +
+            $"FROM read_parquet('{path}')) TO '{holed}' (FORMAT parquet, KV_METADATA " +
+            $"{{'{TraceColumns.SchemaVersionKey}': '{TraceSchema.Version}', '{TraceColumns.MetadataKey}': '{metadata.Replace("'", "''")}'}})");
+        foreach (bool fast in new[] { true, false })
+        {
+            var e = Assert.Throws<TraceFormatException>(() => FastPathTests.Dump(holed, fast));
+            Assert.Contains("null values in the required column 'pid'", e.Message);
+        }
+    }
+
+    [Fact]
     public void DuckDbReadsRowsColumnsAndFooter()
     {
         using var dir = new TempDir();

@@ -3,7 +3,7 @@ namespace Uprec.Trace.Tests;
 /// <summary>The direct decoder must give exactly what Parquet.Net gives, column by column.</summary>
 public class FastPathTests
 {
-    private static List<string> Dump(string path, bool fast)
+    internal static List<string> Dump(string path, bool fast)
     {
         bool saved = TraceReader.DisableFastPath;
         TraceReader.DisableFastPath = !fast;
