@@ -71,9 +71,18 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         public IReadOnlyList<(int Entry, ulong Key, ulong Value)> OtherThreads { get; init; } = [];
         /// <summary>Blocks besides <see cref="Block"/> (head and tail 0) that the run maps and reads back.</summary>
         public IReadOnlyList<ulong> OtherBlocks { get; init; } = [];
+        /// <summary>
+        /// An address in the trampoline where a signal handler interrupts the (single-stepped) first call and
+        /// calls the site itself with <see cref="NestedRdi"/> and <see cref="NestedRsi"/>. The model does not
+        /// place that hit; the test checks the block itself.
+        /// </summary>
+        public ulong InterruptAt { get; init; }
     }
 
-    sealed record Outcome(IReadOnlyDictionary<ulong, byte[]> Blocks, byte[] Threads, ulong[][] Spills, List<ulong> Tscs)
+    const ulong NestedCaller = Code + 0xF000;
+    const ulong NestedRdi = 0x1111_0000_0000_1111, NestedRsi = 0x2222_0000_0000_2222;
+
+    sealed record Outcome(IReadOnlyDictionary<ulong, byte[]> Blocks, byte[] Threads, ulong[][] Spills, List<ulong> Tscs, bool Interrupted, string Disassembly)
     {
         public byte[] Block => Blocks[TrampolineExecutionTests.Block];
     }
@@ -232,6 +241,8 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         ReadTsc(a, TscWindow + 8);
         a.mov(rax, SavedRsp);
         a.mov(rsp, __qword_ptr[rax]);
+        a.push(0x202); // the trap flag off, if a call set it and no handler cleared it
+        a.popfq();
         foreach (string r in new[] { "r15", "r14", "r13", "r12", "rbp", "rbx" }) a.pop(Reg(r));
         a.ret();
     }
@@ -275,6 +286,11 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         byte[] redZone = RedZonePattern();
         session.Put(RedZone, redZone);
         session.Put(Caller, Assemble(Caller, a => CallerCode(a, s, s.EnterAtTail ? Tramp + (ulong)tailOffset : Site)));
+        if (s.InterruptAt != 0)
+        {
+            session.Put(NestedCaller, Assemble(NestedCaller, a => { a.mov(rdi, NestedRdi); a.mov(rsi, NestedRsi); a.call(Site); a.ret(); }));
+            session.SigCall(s.InterruptAt, NestedCaller);
+        }
         session.Run(Caller);
         ulong[] blockAddresses = [Block, .. s.OtherBlocks];
         int[] blockDumps = blockAddresses.Select(b => session.Dump(b, L.BlockSize)).ToArray();
@@ -286,8 +302,9 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
 
         var actualBlocks = blockAddresses.Select((b, i) => (b, dumps[blockDumps[i]])).ToDictionary(x => x.b, x => x.Item2);
         var (expectedBlocks, expectedThreads, tscs) = Expect(s, fs, actualBlocks);
-        var outcome = new Outcome(actualBlocks, dumps[threads], Enumerable.Range(0, s.Calls.Count).Select(i => Spill(dumps[spills], i)).ToArray(), tscs);
-        foreach (ulong b in blockAddresses)
+        var outcome = new Outcome(actualBlocks, dumps[threads], Enumerable.Range(0, s.Calls.Count).Select(i => Spill(dumps[spills], i)).ToArray(), tscs,
+            output.Contains("fired=1", StringComparison.Ordinal), disassembly);
+        foreach (ulong b in s.InterruptAt == 0 ? blockAddresses : [])
             AssertSameMemory($"block {b:X}", expectedBlocks[b], actualBlocks[b], disassembly);
         AssertSameMemory("thread table", expectedThreads, outcome.Threads, disassembly);
         ulong before = Get(dumps[window], 0), after = Get(dumps[window], 8);
@@ -411,6 +428,8 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
                     $"put {address + (ulong)done:x} {Convert.ToHexString(bytes, done, Math.Min(16384, bytes.Length - done))}\n");
             return this;
         }
+
+        public void SigCall(ulong at, ulong entry) => script.Append(CultureInfo.InvariantCulture, $"sigcall {at:x} {entry:x}\n");
 
         public void Run(ulong entry) => script.Append(CultureInfo.InvariantCulture, $"run {entry:x}\n");
 
@@ -565,6 +584,65 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         foreach (ulong block in new[] { Block, Block2, Block3, Block4 })
             Assert.Equal(4UL, Get(run.Blocks[block], L.CountsOffset + FirstId * 8));
         Assert.Equal(4UL, Get(run.Threads, L.SharedCountsOffset + FirstId * 8));
+    }
+
+    /// <summary>
+    /// The trampoline's instructions that run on a hit of a thread in the first way with room in the ring:
+    /// all of the head but the second-way probe (skipped by the je), the drop count (the jae's target) and
+    /// the unregistered section (between the jmp to the restore and the restore), and the first instruction
+    /// of the tail.
+    /// </summary>
+    static List<(ulong Address, string Text)> FoundPath(byte[] code, int tailOffset)
+    {
+        var decoder = Iced.Intel.Decoder.Create(64, new ByteArrayCodeReader(code), Tramp);
+        var all = new List<Instruction>();
+        while (decoder.IP < Tramp + (ulong)code.Length) { decoder.Decode(out Instruction i); all.Add(i); }
+        ulong tail = Tramp + (ulong)tailOffset;
+        ulong full = all.Single(i => i.Mnemonic == Mnemonic.Jae).NearBranchTarget;
+        Instruction toFound = all.Single(i => i.Mnemonic == Mnemonic.Je);
+        Instruction toRestore = all.Last(i => i.Mnemonic == Mnemonic.Jmp && i.IP < tail && i.NearBranchTarget > i.NextIP);
+        var formatter = new NasmFormatter();
+        var text = new StringOutput();
+        return all.Where(i => i.IP <= tail && i.IP != full && !(i.IP >= toRestore.NextIP && i.IP < toRestore.NearBranchTarget)
+                && !(i.IP >= toFound.NextIP && i.IP < toFound.NearBranchTarget))
+            .Select(i => { formatter.Format(i, text); return (i.IP, $"+{i.IP - Tramp:X} {text.ToStringAndReset()}"); }).ToList();
+    }
+
+    [Fact]
+    public void A_signal_handler_that_hits_the_probe_mid_trampoline_gets_its_own_record()
+    {
+        // A signal can arrive at any instruction of the trampoline, and its handler can reach the same probe
+        // on the same thread. Each place is tried: the handler's hit and the interrupted one must both be
+        // counted and both be recorded in slots of their own (or counted as drops), and the interrupted
+        // call must see no difference.
+        var probe = new TrampolineProbe(FirstId, ["rdi", "rsi"]);
+        var (code, tailOffset) = TrampolineBuilder.Build(Tramp, Table, true, [probe],
+            at => PatchSiteAnalyzer.Relocate(Assert.IsType<PatchablePlan>(PatchSiteAnalyzer.Analyze(
+                new CodeRange(Site, Assemble(Site, a => Function(a, false))), Site, [])), Site, at));
+        var failures = new List<string>();
+        string disassembly = "";
+        foreach (var (address, text) in FoundPath(code, tailOffset))
+        {
+            var run = Execute(new Scenario([probe], Plain(1)) { InterruptAt = address, Flags = 0x302 });
+            disassembly = run.Disassembly;
+            if (!run.Interrupted)
+            {
+                failures.Add($"{text}: the handler never ran there");
+                continue;
+            }
+            ulong count = Get(run.Block, L.CountsOffset + FirstId * 8), drops = Get(run.Block, L.DropsOffset + FirstId * 8), head = Get(run.Block, L.HeadOffset);
+            var records = Enumerable.Range(0, (int)Math.Min(head, 4)).Select(slot =>
+            {
+                int at = L.RingOffset + slot * L.RecordSize;
+                return (Commit: Get(run.Block, at + L.RecordCommit), Rdi: Get(run.Block, at + L.RecordArg0), Rsi: Get(run.Block, at + L.RecordArg1));
+            }).ToList();
+            var seen = records.Select(r => (r.Rdi, r.Rsi)).ToHashSet();
+            bool commitsRight = records.Select((r, slot) => r.Commit == L.Commit((ulong)slot, FirstId)).All(ok => ok);
+            if (count != 2 || drops != 0 || head != 2 || !commitsRight
+                || !seen.SetEquals([(NestedRdi, NestedRsi), (DefaultValue("rdi", 0), DefaultValue("rsi", 0))]))
+                failures.Add($"{text}: count {count}, drops {drops}, head {head}, records [{string.Join(", ", records.Select(r => $"commit {r.Commit:X} rdi {r.Rdi:X}"))}]");
+        }
+        Assert.True(failures.Count == 0, $"{failures.Count} places fail:\n{string.Join('\n', failures)}\ntrampoline: {disassembly}");
     }
 
     [Fact]

@@ -8,6 +8,9 @@
  *                       rdfsbase, so the trampoline's rdfsbase is checked against an independent source),
  *                       and store it at ADDR unless ADDR is 0
  *   dump ADDR SIZE      print "mem=HEX" with the SIZE bytes at ADDR
+ *   sigcall AT ENTRY    on SIGTRAP (code run with the trap flag set traps after every instruction), the
+ *                       first time the interrupted rip is AT call ENTRY from the handler, as a signal
+ *                       handler that reaches a probe would, then clear the trap flag; print "fired=0|1" at exit
  * Exit status 3 with a message on stderr when the layout cannot be set up. A crash of the code under
  * test kills the harness with that signal, which the test reports.
  */
@@ -17,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -25,6 +29,19 @@
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
+
+static uint64_t sigcall_at, sigcall_entry;
+static volatile sig_atomic_t sigcall_fired;
+
+static void on_trap(int sig, siginfo_t *info, void *context) {
+    (void)sig;
+    (void)info;
+    ucontext_t *uc = context;
+    if (sigcall_fired || (uint64_t)uc->uc_mcontext.gregs[REG_RIP] != sigcall_at) return;
+    sigcall_fired = 1;
+    ((uint64_t (*)(void))sigcall_entry)();
+    uc->uc_mcontext.gregs[REG_EFL] &= ~0x100L;
+}
 
 static int hexval(int c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -63,6 +80,14 @@ int main(void) {
             if (addr != 0) memcpy((void *)addr, &fs, sizeof fs);
             printf("fs=%" PRIx64 "\n", fs);
             fflush(stdout);
+        } else if (strcmp(cmd, "sigcall") == 0) {
+            if (sscanf(line + used, "%" SCNx64, &sigcall_entry) != 1) { fprintf(stderr, "sigcall: no entry\n"); return 3; }
+            sigcall_at = addr;
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_sigaction = on_trap;
+            sa.sa_flags = SA_SIGINFO;
+            if (sigaction(SIGTRAP, &sa, NULL) != 0) { fprintf(stderr, "sigaction: %s\n", strerror(errno)); return 3; }
         } else if (strcmp(cmd, "dump") == 0) {
             if (sscanf(line + used, "%" SCNx64, &size) != 1) { fprintf(stderr, "dump: no size\n"); return 3; }
             static const char digits[] = "0123456789ABCDEF";
@@ -79,5 +104,6 @@ int main(void) {
             return 3;
         }
     }
+    if (sigcall_at != 0) printf("fired=%d\n", (int)sigcall_fired);
     return 0;
 }
