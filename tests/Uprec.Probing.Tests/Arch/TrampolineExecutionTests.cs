@@ -525,6 +525,18 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         Assert.Equal(head + written, Get(run.Block, L.HeadOffset));
     }
 
+    [Fact]
+    public void Probes_on_one_site_share_the_last_free_slot_in_order_and_each_counts_its_own_drops()
+    {
+        const ulong Tail = 9;
+        var run = Execute(new Scenario([new TrampolineProbe(3, ["rdi"]), new TrampolineProbe(4, ["rsi"])], Plain(2))
+            { Head = Tail + L.RingRecords - 1, Tail = Tail });
+        // The first call's probe 3 takes the last slot; everything after it drops.
+        Assert.Equal((2UL, 1UL), (Get(run.Block, L.CountsOffset + 3 * 8), Get(run.Block, L.DropsOffset + 3 * 8)));
+        Assert.Equal((2UL, 2UL), (Get(run.Block, L.CountsOffset + 4 * 8), Get(run.Block, L.DropsOffset + 4 * 8)));
+        Assert.Equal(Tail + L.RingRecords, Get(run.Block, L.HeadOffset));
+    }
+
     [Theory]
     [InlineData(Way.Empty)]
     [InlineData(Way.OthersInBothWays)]
@@ -696,7 +708,8 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
     [Fact]
     public void Without_saved_flags_every_general_register_is_still_kept()
     {
-        var run = Execute(new Scenario([new TrampolineProbe(FirstId, ["rdi", "r8"])], Plain(4)) { SaveFlags = false, Nop5 = true, Flags = 0x202 | 0x8D5 });
+        // rsp as the site saw it: the frame is 8 bytes smaller without the pushed flags.
+        var run = Execute(new Scenario([new TrampolineProbe(FirstId, ["rsp", "r8"])], Plain(4)) { SaveFlags = false, Nop5 = true, Flags = 0x202 | 0x8D5 });
         Assert.Equal(4UL, Get(run.Block, L.CountsOffset + FirstId * 8));
     }
 
