@@ -310,7 +310,10 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         ulong before = Get(dumps[window], 0), after = Get(dumps[window], 8);
         foreach (ulong tsc in tscs)
             Assert.True(before <= tsc && tsc <= after, $"a record's tsc {tsc:X} is outside the caller's window {before:X}..{after:X}");
-        Assert.True(redZone.AsSpan().SequenceEqual(dumps[red]), $"the red zone below the caller's rsp changed\ntrampoline: {disassembly}");
+        // Under single-stepping the kernel writes signal frames 128 bytes below the caller's rsp, which is 8
+        // bytes above the function's: the red zone is then not the trampoline's alone.
+        if (s.InterruptAt == 0)
+            Assert.True(redZone.AsSpan().SequenceEqual(dumps[red]), $"the red zone below the function's rsp changed\ntrampoline: {disassembly}");
         for (int i = 0; i < s.Calls.Count; i++)
         {
             ulong[] spill = outcome.Spills[i];
