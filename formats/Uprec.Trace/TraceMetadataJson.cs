@@ -6,21 +6,14 @@ namespace Uprec.Trace;
 /// <summary>The footer's "uprec.metadata" value: <see cref="TraceMetadata"/> as camelCase JSON.</summary>
 public static class TraceMetadataJson
 {
-    private static readonly JsonSerializerOptions Options = new()
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-        WriteIndented = false,
-    };
-
-    public static string Serialize(TraceMetadata metadata) => JsonSerializer.Serialize(metadata, Options);
+    public static string Serialize(TraceMetadata metadata) => JsonSerializer.Serialize(metadata, TraceMetadataJsonContext.Default.TraceMetadata);
 
     /// <summary>Parses the footer JSON; <paramref name="path"/> only names the file in the error.</summary>
     public static TraceMetadata Deserialize(string json, string path)
     {
         try
         {
-            return JsonSerializer.Deserialize<TraceMetadata>(json, Options)
+            return JsonSerializer.Deserialize(json, TraceMetadataJsonContext.Default.TraceMetadata)
                 ?? throw new TraceFormatException($"trace '{path}' has an empty '{TraceColumns.MetadataKey}' footer entry");
         }
         catch (JsonException e)
@@ -30,3 +23,9 @@ public static class TraceMetadataJson
         }
     }
 }
+
+// Source-generated so the metadata reads and writes without reflection (a Native AOT uprec has none).
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull, WriteIndented = false)]
+[JsonSerializable(typeof(TraceMetadata))]
+internal sealed partial class TraceMetadataJsonContext : JsonSerializerContext;

@@ -58,12 +58,15 @@ public sealed record Recording(ProcessResult Traced, ProcessResult Untraced, Rep
 /// <summary>Runs the uprec CLI from the test output directory as a separate process.</summary>
 public static class Uprec
 {
+    // UPREC_BIN: a published uprec executable (e.g. the Native AOT one) to test instead of uprec.dll.
+    private static string? Published => Environment.GetEnvironmentVariable("UPREC_BIN") is { Length: > 0 } bin ? bin : null;
+
     public static ProcessResult Run(IEnumerable<string> args, string stdin = "") =>
-        Processes.Run(Paths.DotnetHost, [Paths.UprecDll, .. args], stdin);
+        Published is string bin ? Processes.Run(bin, [.. args], stdin) : Processes.Run(Paths.DotnetHost, [Paths.UprecDll, .. args], stdin);
 
     /// <summary>Starts `uprec ARGS` without waiting, for tests that signal it mid-recording.</summary>
     public static Process Start(IEnumerable<string> args) =>
-        Process.Start(Processes.StartInfo(Paths.DotnetHost, [Paths.UprecDll, .. args]))
+        Process.Start(Published is string bin ? Processes.StartInfo(bin, [.. args]) : Processes.StartInfo(Paths.DotnetHost, [Paths.UprecDll, .. args]))
         ?? throw new InvalidOperationException("could not start uprec");
 
     public static Report ReportOf(string traceFile)

@@ -180,14 +180,29 @@ internal sealed class FastChunkReader
                 Span<int> idx = Indices(n);
                 DecodeHybrid(body[1..], body[0], idx);
                 Span<byte> target = output[(row * width)..];
-                for (int i = 0; i < n; i++)
+                if (width == 4)
                 {
-                    int d = idx[i];
-                    if ((uint)d >= (uint)dictionaryCount)
+                    // A typed copy: a 4-byte Span.CopyTo per row was a Memmove call per row (~5% of report).
+                    ReadOnlySpan<int> values = MemoryMarshal.Cast<byte, int>(dictionary.AsSpan(0, dictionaryCount * 4));
+                    Span<int> into = MemoryMarshal.Cast<byte, int>(target)[..n];
+                    for (int i = 0; i < n; i++)
                     {
-                        throw new InvalidDataException($"dictionary index {d} out of range ({dictionaryCount})");
+                        int d = idx[i];
+                        into[i] = (uint)d < (uint)values.Length ? values[d]
+                            : throw new InvalidDataException($"dictionary index {d} out of range ({dictionaryCount})");
                     }
-                    dictionary.AsSpan(d * width, width).CopyTo(target.Slice(i * width, width));
+                }
+                else
+                {
+                    for (int i = 0; i < n; i++)
+                    {
+                        int d = idx[i];
+                        if ((uint)d >= (uint)dictionaryCount)
+                        {
+                            throw new InvalidDataException($"dictionary index {d} out of range ({dictionaryCount})");
+                        }
+                        dictionary.AsSpan(d * width, width).CopyTo(target.Slice(i * width, width));
+                    }
                 }
             }
             else if (defined is null && header.Encoding == EncDeltaBinaryPacked && width == 8)
@@ -209,12 +224,29 @@ internal sealed class FastChunkReader
                 {
                     throw new InvalidDataException("page shorter than its values");
                 }
-                for (int i = 0, k = 0; i < n; i++)
+                if (width == 8 && present > 0)
                 {
-                    if (levels[i] != 0)
+                    // Nulls and values interleave at random (entries and returns), so no branch per row:
+                    // every row gets the next value (or the last, past the end) and its level as the flag.
+                    ReadOnlySpan<long> values = MemoryMarshal.Cast<byte, long>(body[..(present * 8)]);
+                    Span<long> into = MemoryMarshal.Cast<byte, long>(output);
+                    for (int i = 0, k = 0; i < n; i++)
                     {
-                        body.Slice(k++ * width, width).CopyTo(output.Slice((row + i) * width, width));
-                        defined[row + i] = 1;
+                        int level = levels[i];
+                        into[row + i] = values[Math.Min(k, values.Length - 1)];
+                        defined[row + i] = (byte)level;
+                        k += level;
+                    }
+                }
+                else
+                {
+                    for (int i = 0, k = 0; i < n; i++)
+                    {
+                        if (levels[i] != 0)
+                        {
+                            body.Slice(k++ * width, width).CopyTo(output.Slice((row + i) * width, width));
+                            defined[row + i] = 1;
+                        }
                     }
                 }
             }

@@ -144,14 +144,20 @@ public static class TrampolineBuilder
             int id = p.Id;
             if (p.Filter is not null) EmitJumpIf(a, p.Filter, p.Fields!, next, false, frame);
             a.inc(__qword_ptr[rdi + InProcessLayout.CountsOffset + id * 8]);
+            Label retry = a.CreateLabel();
             a.mov(rax, __qword_ptr[rdi + InProcessLayout.HeadOffset]);
+            a.Label(ref retry);
             a.mov(rcx, rax);
             a.sub(rcx, __qword_ptr[rdi + InProcessLayout.TailOffset]);
             a.cmp(rcx, InProcessLayout.RingRecords);
             a.jae(full);                       // unsigned: a tail ahead of head (scribbled) also reads as full
             a.lea(rcx, __[rax + 1]);
-            a.mov(__qword_ptr[rdi + InProcessLayout.HeadOffset], rcx); // reserve before writing: a signal
-                                                                       // handler hitting a probe takes the next slot
+            // Reserve the slot before writing it, in one instruction: a signal handler that hits a probe
+            // between reading the head and storing it would otherwise get the same slot, and one of the
+            // two records would silently overwrite the other. cmpxchg needs no lock prefix: only this
+            // thread writes its head, so it only has to be indivisible for this thread's signals.
+            a.cmpxchg(__qword_ptr[rdi + InProcessLayout.HeadOffset], rcx);
+            a.jne(retry);
             a.and(eax, InProcessLayout.RingRecords - 1);
             a.shl(rax, 5);
             a.lea(rsi, __[rax + rdi]);          // rsi = the record - RingOffset

@@ -288,7 +288,15 @@ internal sealed partial class Tracer
             probe.Note = $"not placed at 0x{site.Address:x}: the site is patched in process and {why}";
             return;
         }
-        if (why is not null) site.Patch = null;
+        if (why is not null)
+        {
+            site.Patch = null;
+            foreach (Probe other in site.Probes) other.Note ??= $"shares its site with '{probe.Name}', which takes the trap path";
+        }
+        else if (site.Patch is null && site.Kind == SiteKind.Probe)
+        {
+            probe.Note ??= $"shares its site with '{site.Probes.FirstOrDefault()?.Name}', which takes the trap path";
+        }
         site.Probes.Add(probe);
         probe.Installed = true;
         if (probe.HitPath != "inprocess") probe.HitPath = "trap";
