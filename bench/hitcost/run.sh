@@ -10,6 +10,10 @@
 # (1 and 2 threads, each thread making the calls), a row per tracer:
 #   untraced                     ns per call of the bare loop (the baseline of every other row)
 #   uprec (default path)         uprec record -e hitcost:func[%return], --hit-path auto
+#   uprec default, ring not full the same with FEW_CALLS per thread, fewer than a thread's ring of
+#                                samples holds: every hit takes its timestamp and writes its record
+#                                (at CALLS most samples are dropped, and a dropped hit is cheaper),
+#                                but the row also pays the first touch of each ring page
 #   uprec --hit-path trap        every probe on the int3 trap path
 #   uprec, filtered out          a --filter no task matches: the process should get no patch at all
 #   uftrace -P func              uftrace record -P '^func$': dynamic patching of the same binary
@@ -20,8 +24,9 @@
 #                                untraced loop, and says so. uftrace always hooks the return too,
 #                                so its "entry" columns are its entry+return cost
 #   perf record (kernel uprobe)  perf probe -x hitcost func [func%return] + perf record
-#   uprec samples kept           for the default path: (count - lost) from `uprec report --format
-#                                json`, per second of loop time, in millions, and the lost share
+#   samples kept, lost           for both default-path rows: (count - lost) from `uprec report
+#                                --format json`, per second of loop time, in millions, and the
+#                                lost share
 # Environment:
 #   UPREC          command that runs uprec (default: publishes cmd/uprec with `dotnet publish -c
 #                  Release` into a temp dir and uses DIR/uprec)
@@ -33,6 +38,8 @@
 #                  and filtered rows first run once at SLOW_CALLS and use SLOW_CALLS too when that
 #                  run costs more than 1 us per hit (e.g. %return probes while they take the trap path)
 #   UFTRACE_CALLS  calls per thread for uftrace (default 1000000; its trace grows ~32 bytes per call)
+#   FEW_CALLS      calls per thread of the "ring not full" row (default 50000; uprec's rings hold
+#                  65536 samples per thread)
 #   IDLE_TRACER=1  adds the row `uprec --hit-path trap --idle-tracer`
 #
 # hitcost.c times its own loop with CLOCK_MONOTONIC, so start-up, attach and trace writing at the
@@ -51,6 +58,7 @@ calls="${1:-10000000}"
 repeats="${2:-5}"
 slow_calls="${SLOW_CALLS:-100000}"
 uftrace_calls="${UFTRACE_CALLS:-1000000}"
+few_calls="${FEW_CALLS:-50000}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 work="$(mktemp -d /tmp/uprec-hitcost.XXXXXX)"
@@ -143,7 +151,7 @@ run_row() {
     case "$row" in
         untraced) "$bin" "$n" "$threads" ;;
         untraced_fentry) "$uftrace_bin" "$n" "$threads" ;;
-        uprec) "$UPREC" record -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" ;;
+        uprec | few) "$UPREC" record -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" ;;
         trap) "$UPREC" record --hit-path trap -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" ;;
         idle) "$UPREC" record --hit-path trap --idle-tracer -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" ;;
         filtered) "$UPREC" record -o "$out/trace.parquet" -e "$bin:$spec" --filter 'comm == "no-such-comm"' \
@@ -196,6 +204,7 @@ measure_row() {
         case "$row" in
             trap | idle | perf) n=$slow_calls ;;
             uftrace) n=$uftrace_calls ;;
+            few) n=$few_calls ;;
             *)
                 n=$calls
                 local probe
@@ -215,7 +224,7 @@ measure_row() {
         for _ in $(seq "$repeats"); do
             loop=$(loop_ns_of "$row" "$mode" "$threads" "$n")
             runs+=("$loop")
-            if [ "$row" = uprec ] && [ "$loop" != NA ]; then
+            if { [ "$row" = uprec ] || [ "$row" = few ]; } && [ "$loop" != NA ]; then
                 rates+=("$(samples_kept "$loop")")
             fi
         done
@@ -228,9 +237,9 @@ measure_row() {
         read -r median lo hi <<<"$s"
         cell[$row,$col]=$(per_hit "$median" "$base" "$n" "$threads")
         spread[$row,$col]="$(per_hit "$lo" "$base" "$n" "$threads")..$(per_hit "$hi" "$base" "$n" "$threads")"
-        if [ "$row" = uprec ] && [ "${#rates[@]}" -gt 0 ]; then
+        if [ "${#rates[@]}" -gt 0 ]; then
             # Median over runs of "M/s lost%": sorted by the rate.
-            kept[$col]=$(printf '%s\n' "${rates[@]}" | sort -g | awk '{ v[NR] = $0 } END { print v[int((NR + 1) / 2)] }')
+            kept[$row,$col]=$(printf '%s\n' "${rates[@]}" | sort -g | awk '{ v[NR] = $0 } END { print v[int((NR + 1) / 2)] }')
         fi
     done
 }
@@ -246,7 +255,7 @@ samples_kept() {
         | "\(((.count - .lost) / ($ns / 1e9) / 1e6 * 10 | round) / 10) \(if .count > 0 then (.lost * 1000 / .count | round) / 10 else 0 end)"' <<<"$json"
 }
 
-rows=(untraced uprec trap)
+rows=(untraced uprec few trap)
 if [ "${IDLE_TRACER:-0}" = 1 ]; then rows+=(idle); fi
 rows+=(filtered)
 if [ "$have_uftrace" = 1 ]; then rows+=(uftrace); fi
@@ -255,6 +264,7 @@ if [ "$have_perf" = 1 ]; then rows+=(perf); fi
 declare -A label=(
     [untraced]="untraced (ns/call)"
     [uprec]="uprec (default path)"
+    [few]="uprec default, ring not full"
     [trap]="uprec --hit-path trap"
     [idle]="uprec trap --idle-tracer"
     [filtered]="uprec, filtered out"
@@ -289,11 +299,15 @@ print_table() { # TITLE ARRAY-NAME [FORMAT]
 
 echo "hitcost: median of $repeats runs, $(nproc) CPUs, kernel $(uname -r)"
 print_table "ns per hit" cell
-printf '%-30s' "uprec samples kept (M/s)"
-for col in "${columns[@]}"; do printf ' %17s' "$(awk '{ print $1 }' <<<"${kept[$col]:-NA}")"; done
-printf '\n%-30s' "uprec samples lost (%)"
-for col in "${columns[@]}"; do printf ' %17s' "$(awk '{ print $2 }' <<<"${kept[$col]:-NA NA}")"; done
-printf '\n\n'
+declare -A short=([uprec]="uprec default" [few]="ring not full")
+for row in uprec few; do
+    printf '%-30s' "${short[$row]}: kept M/s"
+    for col in "${columns[@]}"; do printf ' %17s' "$(awk '{ print $1 }' <<<"${kept[$row,$col]:-NA}")"; done
+    printf '\n%-30s' "${short[$row]}: lost %"
+    for col in "${columns[@]}"; do printf ' %17s' "$(awk '{ print $2 }' <<<"${kept[$row,$col]:-NA NA}")"; done
+    printf '\n'
+done
+printf '\n'
 print_table "calls per thread" used
 echo
 print_table "spread over runs (ns per hit)" spread
@@ -304,5 +318,5 @@ echo "Entry+return columns: one call (an entry and its return) is one hit."
 if [ "$have_uftrace" = 1 ]; then
     echo "uftrace has no entry-only mode: it hooks the return as well in every column."
 fi
-echo "uprec samples kept = (count - lost) of the default-path run / loop seconds (uprec report --format json)."
+echo "kept M/s = (count - lost) of a default-path run / loop seconds (uprec report --format json)."
 for note in "${notes[@]}"; do echo "$note"; done
