@@ -1,7 +1,11 @@
 // Calls a probed function N times on each of T threads and reports how long the calls took by
 // its own clock, so the per-hit cost of a tracer is measured without its start-up and tear-down.
 //
-// Usage: hitcost N [T]        (T defaults to 1: the main thread makes the calls, no thread is created)
+// Usage: hitcost N [T [WARMUP]]
+//   T (default 1): threads making N calls each; with 1 the main thread makes them, none is created.
+//   WARMUP (default 0): calls each thread makes before the timed section, followed by a 50 ms
+//   pause: a tracer's first touch of its sample buffers is paid there, and it has time to drain
+//   them, so the timed calls see buffers that are mapped and empty.
 // stdout: calls <N>           calls per thread
 //         threads <T>
 //         loop_ns <nanoseconds (CLOCK_MONOTONIC)>: with T = 1 the loop itself; with T > 1 the
@@ -40,9 +44,19 @@ static uint64_t call_loop(long n, uint64_t seed)
     return sum;
 }
 
+static void warm_up(long n)
+{
+    if (n == 0)
+        return;
+    volatile uint64_t sink = call_loop(n, 1u << 30);
+    (void)sink;
+    const struct timespec pause = { 0, 50 * 1000000 };
+    nanosleep(&pause, NULL);
+}
+
 struct worker {
     pthread_t thread;
-    long calls;
+    long calls, warmup;
     uint64_t seed;
     uint64_t sum;
     uint64_t start_ns, end_ns;
@@ -56,6 +70,7 @@ static pthread_barrier_t start_line;
 static void *run_worker(void *arg)
 {
     struct worker *w = arg;
+    warm_up(w->warmup);
     pthread_barrier_wait(&start_line);
     // Each worker reads the clock itself: with as many workers as CPUs, the main thread is
     // often scheduled only after they have finished, so its own clock would miss the section.
@@ -69,13 +84,15 @@ int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 100000;
     int threads = argc > 2 ? atoi(argv[2]) : 1;
-    if (n < 1 || threads < 1 || threads > MAX_THREADS) {
-        fprintf(stderr, "usage: hitcost CALLS>0 [THREADS 1..%d]\n", MAX_THREADS);
+    long warmup = argc > 3 ? atol(argv[3]) : 0;
+    if (n < 1 || threads < 1 || threads > MAX_THREADS || warmup < 0) {
+        fprintf(stderr, "usage: hitcost CALLS>0 [THREADS 1..%d [WARMUP>=0]]\n", MAX_THREADS);
         return 2;
     }
 
     uint64_t sum = 0, elapsed;
     if (threads == 1) {
+        warm_up(warmup);
         uint64_t start = now_ns();
         sum = call_loop(n, 0);
         elapsed = now_ns() - start;
@@ -84,6 +101,7 @@ int main(int argc, char **argv)
         pthread_barrier_init(&start_line, NULL, (unsigned)threads + 1);
         for (int t = 0; t < threads; t++) {
             workers[t].calls = n;
+            workers[t].warmup = warmup;
             workers[t].seed = (uint64_t)t << 40;
             if (pthread_create(&workers[t].thread, NULL, run_worker, &workers[t]) != 0) {
                 perror("pthread_create");

@@ -12,8 +12,11 @@
 #   uprec (default path)         uprec record -e hitcost:func[%return], --hit-path auto
 #   uprec default, ring not full the same with FEW_CALLS per thread, fewer than a thread's ring of
 #                                samples holds: every hit takes its timestamp and writes its record
-#                                (at CALLS most samples are dropped, and a dropped hit is cheaper),
-#                                but the row also pays the first touch of each ring page
+#                                (at CALLS most samples are dropped, and a dropped hit is cheaper).
+#                                Each thread first makes WARMUP_CALLS untimed calls and pauses 50 ms
+#                                (hitcost's WARMUP), so the first touch of each ring page is not
+#                                timed and the drain has emptied the ring; its baseline is the
+#                                untraced loop with the same warm-up
 #   uprec --hit-path trap        every probe on the int3 trap path
 #   uprec, filtered out          a --filter no task matches: the process should get no patch at all
 #   uftrace -P func              uftrace record -P '^func$': dynamic patching of the same binary
@@ -24,9 +27,10 @@
 #                                untraced loop, and says so. uftrace always hooks the return too,
 #                                so its "entry" columns are its entry+return cost
 #   perf record (kernel uprobe)  perf probe -x hitcost func [func%return] + perf record
-#   samples kept, lost           for both default-path rows: (count - lost) from `uprec report
-#                                --format json`, per second of loop time, in millions, and the
-#                                lost share
+#   samples kept, lost           for the default-path row: (count - lost) from `uprec report
+#                                --format json`, per second of loop time, in millions, and the lost
+#                                share; for the "ring not full" row the lost share (its count
+#                                includes the warm-up calls)
 # Environment:
 #   UPREC          command that runs uprec (default: publishes cmd/uprec with `dotnet publish -c
 #                  Release` into a temp dir and uses DIR/uprec)
@@ -40,6 +44,8 @@
 #   UFTRACE_CALLS  calls per thread for uftrace (default 1000000; its trace grows ~32 bytes per call)
 #   FEW_CALLS      calls per thread of the "ring not full" row (default 50000; uprec's rings hold
 #                  65536 samples per thread)
+#   WARMUP_CALLS   its untimed calls per thread before them (default 65536: a ring's worth, so
+#                  every ring page is touched and, unless the drain falls behind, nothing dropped)
 #   IDLE_TRACER=1  adds the row `uprec --hit-path trap --idle-tracer`
 #
 # hitcost.c times its own loop with CLOCK_MONOTONIC, so start-up, attach and trace writing at the
@@ -59,6 +65,7 @@ repeats="${2:-5}"
 slow_calls="${SLOW_CALLS:-100000}"
 uftrace_calls="${UFTRACE_CALLS:-1000000}"
 few_calls="${FEW_CALLS:-50000}"
+warmup_calls="${WARMUP_CALLS:-65536}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 work="$(mktemp -d /tmp/uprec-hitcost.XXXXXX)"
@@ -140,7 +147,8 @@ fi
 
 # Runs one row once: ROW MODE THREADS CALLS. Prints the program's stdout (uprec, uftrace and
 # perf pass it through); every output file goes to $out, emptied before each run.
-# untraced_fentry is the untraced loop of the copy uftrace may need (the baseline of its row).
+# untraced_fentry is the untraced loop of the copy uftrace may need (the baseline of its row),
+# untraced_warm the baseline of the "ring not full" row.
 run_row() {
     local row=$1 mode=$2 threads=$3 n=$4 spec=func events=(-e "$probe_group:func")
     if [ "$mode" = return ]; then
@@ -151,7 +159,9 @@ run_row() {
     case "$row" in
         untraced) "$bin" "$n" "$threads" ;;
         untraced_fentry) "$uftrace_bin" "$n" "$threads" ;;
-        uprec | few) "$UPREC" record -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" ;;
+        uprec) "$UPREC" record -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" ;;
+        few) "$UPREC" record -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" "$warmup_calls" ;;
+        untraced_warm) "$bin" "$n" "$threads" "$warmup_calls" ;;
         trap) "$UPREC" record --hit-path trap -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" ;;
         idle) "$UPREC" record --hit-path trap --idle-tracer -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" ;;
         filtered) "$UPREC" record -o "$out/trace.parquet" -e "$bin:$spec" --filter 'comm == "no-such-comm"' \
@@ -218,6 +228,7 @@ measure_row() {
         esac
         local base_row=untraced
         if [ "$row" = uftrace ] && [ "$uftrace_bin" != "$bin" ]; then base_row=untraced_fentry; fi
+        if [ "$row" = few ]; then base_row=untraced_warm; fi
         ensure_baseline "$base_row" "$threads" "$n"
         base=${base_cache[$base_row,$threads,$n]}
         local runs=() rates=() loop
@@ -299,15 +310,13 @@ print_table() { # TITLE ARRAY-NAME [FORMAT]
 
 echo "hitcost: median of $repeats runs, $(nproc) CPUs, kernel $(uname -r)"
 print_table "ns per hit" cell
-declare -A short=([uprec]="uprec default" [few]="ring not full")
-for row in uprec few; do
-    printf '%-30s' "${short[$row]}: kept M/s"
-    for col in "${columns[@]}"; do printf ' %17s' "$(awk '{ print $1 }' <<<"${kept[$row,$col]:-NA}")"; done
-    printf '\n%-30s' "${short[$row]}: lost %"
-    for col in "${columns[@]}"; do printf ' %17s' "$(awk '{ print $2 }' <<<"${kept[$row,$col]:-NA NA}")"; done
-    printf '\n'
-done
-printf '\n'
+printf '%-30s' "uprec default: kept M/s"
+for col in "${columns[@]}"; do printf ' %17s' "$(awk '{ print $1 }' <<<"${kept[uprec,$col]:-NA}")"; done
+printf '\n%-30s' "uprec default: lost %"
+for col in "${columns[@]}"; do printf ' %17s' "$(awk '{ print $2 }' <<<"${kept[uprec,$col]:-NA NA}")"; done
+printf '\n%-30s' "ring not full: lost %"
+for col in "${columns[@]}"; do printf ' %17s' "$(awk '{ print $2 }' <<<"${kept[few,$col]:-NA NA}")"; done
+printf '\n\n'
 print_table "calls per thread" used
 echo
 print_table "spread over runs (ns per hit)" spread
