@@ -184,6 +184,9 @@ public static class RecordCommand
             string lost = p.Lost > 0 ? $"; {p.Lost} of {p.Count} samples dropped (full ring), counts exact" : "";
             Console.Error.WriteLine($"uprec: {p.Name}: {path}{lost}");
         }
+        foreach (var same in result.Probes.Where(p => p.Installed).GroupBy(p => p.Name).Where(g => g.Count() > 1))
+            Console.Error.WriteLine($"uprec: warning: {same.Count()} probes are named '{same.Key}' and are reported as one; " +
+                $"name them apart with NAME=, e.g. -e 'calls={same.First().Spec}'");
         long hits = result.Probes.Sum(p => Math.Max(0, p.Count));
         // Prefixed like every message of uprec's own, so scripts can tell it from the program's stderr.
         Console.Error.WriteLine($"uprec: recorded {hits} hits of {result.Probes.Count(p => p.Installed)} probes into {result.OutputPath} ({result.Rows} rows)");
