@@ -429,7 +429,15 @@ internal sealed partial class Tracer
         long[] totals = _drainer.Totals();
         foreach (Probe p in _catalog.Probes)
         {
-            if (p.Id < totals.Length) p.InProcessCount = Math.Max(0, totals[p.Id]);
+            if (p.Id >= totals.Length) continue;
+            p.InProcessCount = Math.Max(0, totals[p.Id]);
+            // Every row was a counted hit: fewer counts than rows means the program wrote over its
+            // counters (they live in its memory). Report what is certain, and say so.
+            if (p.InProcessCount < p.InProcessRows)
+            {
+                _log.Warn($"{p.Name}: the program overwrote uprec's counters in its memory; its count is at least the {p.InProcessRows} samples kept");
+                p.InProcessCount = p.InProcessRows;
+            }
         }
     }
 }
