@@ -98,6 +98,10 @@ internal sealed unsafe class Drainer : IDisposable
     private readonly byte[] _buffer = new byte[ChunkRecords * L.RecordSize];
     private readonly Thread _thread;
     private volatile bool _stop;
+    /// <summary>Every area ever drained, closed ones included: their last counters are part of the totals.</summary>
+    private readonly HashSet<InProcessArea> _seen = [];
+    /// <summary>The last pass found a ring at least a quarter full.</summary>
+    private bool _busy;
 
     public Drainer(object sinkLock, TraceWriter writer)
     {
@@ -112,21 +116,33 @@ internal sealed unsafe class Drainer : IDisposable
         lock (_lock) _probes[p.Id] = p;
     }
 
+    /// <summary>Why the background drain stopped early (the trace could not be written); null while it runs.</summary>
+    public Exception? Failure { get; private set; }
+
     private void Run()
     {
-        while (!_stop)
+        try
         {
-            lock (_lock)
+            while (!_stop)
             {
-                _clock.Refresh();
-                foreach (InProcessArea a in _areas)
+                lock (_lock)
                 {
-                    if (!a.Closed) DrainArea(a, final: false, readCounters: false);
+                    _clock.Refresh();
+                    foreach (InProcessArea a in _areas)
+                    {
+                        if (!a.Closed) DrainArea(a, final: false, readCounters: false);
+                    }
                 }
+                // A ring that was a quarter full is being filled fast: go round again at once.
+                if (_busy) _busy = false;
+                else Thread.Sleep(1);
             }
-            // A ring that was a quarter full is being filled fast: go round again at once.
-            if (_busy) _busy = false;
-            else Thread.Sleep(1);
+        }
+        catch (Exception e)
+        {
+            // An exception escaping a thread would end uprec with the program still patched. Stop
+            // draining instead: the counters stay exact, and the tracer's own write meets the same error.
+            Failure = e;
         }
     }
 
@@ -172,8 +188,6 @@ internal sealed unsafe class Drainer : IDisposable
         return totals;
     }
 
-    private readonly HashSet<InProcessArea> _seen = [];
-
     public void Track(InProcessArea area)
     {
         lock (_lock)
@@ -190,8 +204,6 @@ internal sealed unsafe class Drainer : IDisposable
         foreach (ThreadBlock b in area.Blocks) ReadCounters(area.Pid, b.Address + L.CountsOffset, b.Last);
         ReadCounters(area.Pid, area.Table + L.SharedCountsOffset, area.SharedLast);
     }
-
-    private bool _busy;
 
     private void DrainBlock(int pid, ThreadBlock b, bool final)
     {

@@ -426,6 +426,7 @@ internal sealed partial class Tracer
     {
         if (_drainer is null) return;
         _drainer.Dispose();
+        if (_drainer.Failure is Exception e) _log.Warn($"draining the in-process rings stopped early: {e.Message}; counts are exact, samples after it are lost");
         long[] totals = _drainer.Totals();
         foreach (Probe p in _catalog.Probes)
         {
