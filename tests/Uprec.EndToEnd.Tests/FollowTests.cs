@@ -27,6 +27,26 @@ public sealed class FollowTests(TestPrograms programs) : IDisposable
         Assert.Equal(2, PerProcess(r.Report, "child_work").Count);
     }
 
+    /// <summary>
+    /// In-process counters live in the child's memory, which exec throws away: uprec reads them at
+    /// its own breakpoint on libc's execve. A user probe on execve itself must not take that stop
+    /// away by going in process (it did: the forked child's hits were then missing from the count).
+    /// </summary>
+    [Theory]
+    [InlineData(Linkage.Pie)]
+    [InlineData(Linkage.NoPie)]
+    public void A_probe_on_execve_keeps_the_counts_of_a_child_that_execs(Linkage linkage)
+    {
+        string binary = programs.Path("forkexec", linkage);
+
+        Recording r = Uprec.Record(_dir, [$"{binary}:fe_work", "libc:execve"], binary);
+
+        Assert.Equal(r.Truth.Count("fe_work"), r.Report.Count("fe_work"));
+        Assert.Equal([r.Truth.Count("fe_work_child"), r.Truth.Count("fe_work_parent")], PerProcess(r.Report, "fe_work"));
+        // The forked child and the vforked child each exec once.
+        Assert.Equal(2, r.Report.Count("execve"));
+    }
+
     [Theory]
     [InlineData(Linkage.Pie)]
     [InlineData(Linkage.NoPie)]

@@ -14,7 +14,7 @@ internal sealed class Site
     /// <summary>User probes hit here, in -e order. Several probes on one address share the one patch.</summary>
     public List<Probe> Probes { get; } = [];
     /// <summary>What a hit here means besides the user probes on it.</summary>
-    public SiteKind Kind { get; init; }
+    public SiteKind Kind { get; set; }
     public bool IsLoaderEvent => Kind == SiteKind.Loader;
     /// <summary>Chosen on the first hit, when the out-of-line slot exists; then fixed for this address space.</summary>
     public TrapPlan? Plan { get; set; }

@@ -213,6 +213,7 @@ internal sealed partial class Tracer
             if (!existing.Removed)
             {
                 if (probe is not null && !existing.Probes.Contains(probe)) AddToSite(existing, probe);
+                else if (kind != SiteKind.Probe && existing.Kind == SiteKind.Probe) MakeInternal(existing, kind);
                 return;
             }
             mm.Sites.Remove(addr); // taken out earlier (a filter said no); placed afresh below
@@ -267,6 +268,23 @@ internal sealed partial class Tracer
         mm.Sites[addr] = site;
     }
 
+    /// <summary>
+    /// One of uprec's own hooks (execve, the loader, the unwinder) lands on a user probe's site: the site
+    /// must stop there (it stays an int3), and both are served by that stop. Hooks are placed in the same
+    /// scan as the probes of their file, before any promotion, so the site is still an int3 here.
+    /// </summary>
+    private void MakeInternal(Site site, SiteKind kind)
+    {
+        if (site.Promoted)
+        {
+            _log.Warn($"uprec's {kind} hook at 0x{site.Address:x} shares a site already patched in process; the hook is not placed");
+            return;
+        }
+        site.Kind = kind;
+        site.Patch = null;
+        foreach (Probe p in site.Probes) p.Note ??= $"its site is also uprec's {kind.ToString().ToLowerInvariant()} hook, which needs a stop";
+    }
+
     /// <summary>The probed function's original code from the site to its end.</summary>
     private static byte[] FunctionFrom(AddressSpace mm, ulong addr, FileSite? fileSite)
     {
@@ -296,6 +314,10 @@ internal sealed partial class Tracer
         else if (site.Patch is null && site.Kind == SiteKind.Probe)
         {
             probe.Note ??= $"shares its site with '{site.Probes.FirstOrDefault()?.Name}', which takes the trap path";
+        }
+        else if (site.Kind != SiteKind.Probe)
+        {
+            probe.Note ??= $"its site is also uprec's {site.Kind.ToString().ToLowerInvariant()} hook, which needs a stop";
         }
         site.Probes.Add(probe);
         probe.Installed = true;
