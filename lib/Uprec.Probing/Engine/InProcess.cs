@@ -218,10 +218,13 @@ internal sealed unsafe class Drainer : IDisposable
             int index = (int)(seq & (L.RingRecords - 1));
             int n = (int)Math.Min(Math.Min(head - seq, (ulong)(L.RingRecords - index)), ChunkRecords);
             if (!Read(pid, b.Address + L.RingOffset + (ulong)index * L.RecordSize, _buffer.AsSpan(0, n * L.RecordSize))) return;
-            int taken = Consume(b, seq, n, head, final);
+            int taken = Consume(b, seq, n, head, final, out bool anyValid);
             b.Consumed += (ulong)taken;
             // Give the room back chunk by chunk: the thread keeps writing while the rest is converted.
-            if (taken > 0) WriteTail(pid, b.Address, b.Consumed);
+            // Only after a chunk with a valid record in it: between an exec and uprec hearing of it,
+            // this pid's memory is another image's, and a write there must never happen. No memory
+            // but a live ring holds commit words that match their sequence numbers.
+            if (taken > 0 && anyValid) WriteTail(pid, b.Address, b.Consumed);
             if (taken < n) break; // an uncommitted record at the head: its thread is writing it now
         }
     }
@@ -233,8 +236,9 @@ internal sealed unsafe class Drainer : IDisposable
     /// Converts the records read into rows: argument-less ones in one batch per chunk (the common
     /// case, and the rate that decides whether the drain keeps up), captures one by one.
     /// </summary>
-    private int Consume(ThreadBlock b, ulong seq, int n, ulong head, bool final)
+    private int Consume(ThreadBlock b, ulong seq, int n, ulong head, bool final, out bool anyValid)
     {
+        anyValid = false;
         TracedTask? owner = b.Owner;
         int pid = owner?.Process.Pid ?? 0, tid = owner?.Tid ?? 0;
         string comm = owner?.Comm ?? "";
@@ -256,6 +260,7 @@ internal sealed unsafe class Drainer : IDisposable
                 }
                 continue;
             }
+            anyValid = true;
             long ns = _clock.ToNs(words[i * 4]);
             probe.InProcessRows++;
             if (probe.Spec.Args.Count == 0)
