@@ -11,7 +11,7 @@ namespace Uprec.EndToEnd.Tests;
 /// </summary>
 public sealed class InProcessPrograms : IDisposable
 {
-    private static readonly string[] Sources = ["inproc_hot2.c", "inproc_scribble.c", "inproc_kill.c", "inproc_churn.c", "inproc_fork.c"];
+    private static readonly string[] Sources = ["inproc_hot2.c", "inproc_scribble.c", "inproc_kill.c", "inproc_churn.c", "inproc_fork.c", "inproc_hooks.c"];
 
     private readonly TempDirectory _build = new("uprec-e2e-inproc");
 
@@ -20,7 +20,7 @@ public sealed class InProcessPrograms : IDisposable
         foreach (string source in Sources)
         {
             List<string> args = ["-O2", "-g", "-Wall", "-fPIE", "-pie", "-o", Path(System.IO.Path.GetFileNameWithoutExtension(source)),
-                System.IO.Path.Combine(Paths.TestData, source), "-pthread"];
+                System.IO.Path.Combine(Paths.TestData, source), "-pthread", "-ldl"];
             ProcessResult result = Processes.Run("gcc", args);
             if (result.ExitCode != 0)
             {
@@ -260,6 +260,48 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
         GroundTruth traced = GroundTruth.Parse(run.Program.Stdout);
         Assert.Equal(run.Untraced.Count("kwork"), traced.Count("kwork"));
         Assert.Equal(run.Untraced.Fact("checksum"), traced.Fact("checksum"));
+    }
+
+    /// <summary>
+    /// uprec's own hooks (the loader's _dl_debug_state, libc's execve) are guarded jumps, not bare int3s:
+    /// after uprec is SIGKILLed while attached, the program's next dlopen and exec must not end it with
+    /// SIGTRAP. inproc_hooks waits for its probe to be patched, then for SIGUSR1 (sent after the kill),
+    /// then dlopens and execs 20 times.
+    /// </summary>
+    [Fact]
+    public async Task A_program_whose_tracer_was_killed_can_still_dlopen_and_exec()
+    {
+        string binary = programs.Path("inproc_hooks");
+        ProcessResult alone = Processes.Run(binary, ["20", "nowait"]);
+        Assert.True(alone.ExitCode == 0, $"the program itself misbehaved untraced: {alone}");
+
+        using Process target = Process.Start(Processes.StartInfo(binary, ["20"]))!;
+        target.StandardInput.Close();
+        Process? tracer = null;
+        try
+        {
+            Assert.Equal($"ready {target.Id}", await target.StandardOutput.ReadLineAsync().WaitAsync(Processes.Limit));
+            tracer = Uprec.Start(["record", "-p", target.Id.ToString(CultureInfo.InvariantCulture), "-o", _dir.File("hooks.parquet"),
+                "-e", $"{binary}:hwork"]);
+            tracer.StandardInput.Close();
+            _ = tracer.StandardOutput.ReadToEndAsync();
+            _ = tracer.StandardError.ReadToEndAsync();
+            Assert.Equal("patched", await target.StandardOutput.ReadLineAsync().WaitAsync(Processes.Limit));
+            tracer.Kill();
+            Assert.True(tracer.WaitForExit(Processes.Limit), "uprec did not end after SIGKILL");
+            Processes.Signal(target.Id, "USR1");
+            ProcessResult finished = Processes.Finish(target, target.StandardOutput.ReadToEndAsync(), target.StandardError.ReadToEndAsync(), "inproc_hooks");
+            Assert.True(finished.ExitCode == 0, $"the program did not survive dlopen and exec after its tracer's SIGKILL: {finished}");
+            GroundTruth truth = GroundTruth.Parse(finished.Stdout);
+            Assert.Equal(20000, truth.Count("hwork_rounds"));
+            Assert.Equal(GroundTruth.Parse(alone.Stdout).Fact("checksum"), truth.Fact("checksum"));
+        }
+        finally
+        {
+            if (tracer is { HasExited: false }) tracer.Kill();
+            tracer?.Dispose();
+            if (!target.HasExited) target.Kill();
+        }
     }
 
     /// <summary>

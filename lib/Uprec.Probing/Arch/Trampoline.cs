@@ -83,6 +83,43 @@ public static class TrampolineBuilder
         return ([.. head, .. tail], head.Length);
     }
 
+    /// <summary>
+    /// A trampoline for one of uprec's own hooks (the loader's _dl_debug_state, libc's execve): it stops
+    /// (int3) only while uprec is alive, so a program whose tracer was SIGKILLed never dies of a
+    /// SIGTRAP at its next dlopen or exec. Whether uprec lives is kill(pid, 0): anything but ESRCH
+    /// (EPERM: uprec runs as another user) means it does. Costs one syscall per hook hit, and hooks
+    /// are rare events. Everything is saved, flags included (the kernel's return from syscall
+    /// clobbers rcx and r11).
+    /// </summary>
+    /// <returns>The code, the offset of its int3 (where a stop reports rip - 1), and the offset of the tail.</returns>
+    public static (byte[] Code, int TrapOffset, int TailOffset) BuildGuardedHook(ulong at, int tracerPid, Func<ulong, byte[]> relocateTail)
+    {
+        string[] saved = ["rax", "rcx", "rdx", "rsi", "rdi", "r11"];
+        var a = new Assembler(64);
+        Label skip = a.CreateLabel(), trap = a.CreateLabel();
+        a.lea(rsp, __[rsp - 128]);
+        a.pushfq();
+        foreach (string r in saved) a.push(Register(r)!.Value);
+        a.mov(eax, 62);                        // kill(tracerPid, 0)
+        a.mov(edi, tracerPid);
+        a.xor(esi, esi);
+        a.syscall();
+        a.cmp(rax, -3);                        // -ESRCH: uprec is gone
+        a.je(skip);
+        a.Label(ref trap);
+        a.int3();
+        a.Label(ref skip);
+        for (int i = saved.Length - 1; i >= 0; i--) a.pop(Register(saved[i])!.Value);
+        a.popfq();
+        a.lea(rsp, __[rsp + 128]);
+        var writer = new ByteWriter();
+        AssemblerResult result = a.Assemble(writer, at, BlockEncoderOptions.ReturnNewInstructionOffsets);
+        byte[] head = [.. writer.Bytes];
+        int trapOffset = (int)(result.GetLabelRIP(trap) - at);
+        byte[] tail = relocateTail(at + (ulong)head.Length);
+        return ([.. head, .. tail], trapOffset, head.Length);
+    }
+
     private const RflagsBits StatusFlags = RflagsBits.OF | RflagsBits.SF | RflagsBits.ZF | RflagsBits.AF | RflagsBits.CF | RflagsBits.PF;
 
     /// <summary>

@@ -83,6 +83,8 @@ internal sealed class AddressSpace : IDisposable
     /// <summary>The in-process path's thread table and rings here; null until the first patch.</summary>
     public InProcessArea? Area { get; set; }
     public bool HasPendingPatches => Sites.Values.Any(s => s.NeedsPatch);
+    /// <summary>The int3 inside each guarded hook trampoline, by address: a stop there is that hook's event.</summary>
+    public Dictionary<ulong, Site> HookTraps { get; } = [];
 
     public AddressSpace CloneFor(ProcessMemory childMemory)
     {
@@ -99,6 +101,7 @@ internal sealed class AddressSpace : IDisposable
             copy.Sites[addr] = s;
         }
         foreach (XolRegion r in Xol) copy.Xol.Add(new XolRegion(r.Start, r.Size) { Used = r.Used });
+        foreach (var (trap, site) in HookTraps) copy.HookTraps[trap] = copy.Sites.GetValueOrDefault(site.Address, site);
         foreach (var k in Scanned) copy.Scanned.Add(k);
         return copy;
     }

@@ -58,6 +58,9 @@ internal sealed partial class Tracer
             // Everything is held: the counters are final and the rings hold the last samples. The
             // trampolines stay mapped and inert, so a thread inside one finishes and jumps back.
             DrainAddressSpace(mm, close: true);
+            // A thread still inside a guarded hook's trampoline must not meet its int3 once uprec is
+            // gone from it (uprec may still be alive then, so the guard would let it trap): nop it.
+            foreach (ulong trap in mm.HookTraps.Keys) mm.Memory.TryWrite(trap, [0x90]);
             foreach (Site site in mm.Sites.Values)
             {
                 if (site.Removed) continue;
@@ -101,6 +104,10 @@ internal sealed partial class Tracer
                 if (rip - 1 == task.Process.Mm.ReturnTrampoline && task.Process.Mm.ReturnTrampoline != 0)
                 {
                     OnReturn(task, Sys.MonotonicNs(), resume: false);
+                }
+                else if (task.Process.Mm.HookTraps.ContainsKey(rip - 1))
+                {
+                    // A guarded hook's int3: nothing to do now; the thread goes on in the trampoline.
                 }
                 else if (task.Process.Mm.Sites.TryGetValue(rip - 1, out Site? site))
                 {

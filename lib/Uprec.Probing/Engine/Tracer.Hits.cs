@@ -26,6 +26,15 @@ internal sealed partial class Tracer
             OnReturn(task, Sys.MonotonicNs(), resume: true);
             return true;
         }
+        if (mm.HookTraps.TryGetValue(rip - 1, out Site? hook))
+        {
+            // A guarded hook's own int3 (the site itself is a jmp now): its event, then on in the trampoline.
+            if (hook.Kind == SiteKind.Exec) DrainAddressSpace(mm);
+            else if (hook.IsLoaderEvent && !_ending) ScanMappings(task.Process);
+            TryPromote(task, null);
+            Resume(task, 0);
+            return true;
+        }
         if (!mm.Sites.TryGetValue(rip - 1, out Site? site)) return false;
         if (site.Removed)
         {

@@ -123,6 +123,47 @@ internal sealed partial class Tracer
     }
 
     /// <summary>
+    /// Whether one of uprec's own hooks can become a guarded jmp (see TrampolineBuilder.BuildGuardedHook)
+    /// instead of a bare int3 that would kill the program with SIGTRAP if uprec died. Either the
+    /// function analysis accepts it (execve: mov eax,59 first), or it is a lone `ret` followed by
+    /// alignment padding up to its 16-byte slot (_dl_debug_state), whose bytes 1-4 nothing executes.
+    /// Only when the program sees uprec's pid (same pid namespace), since the guard asks kill(pid, 0).
+    /// </summary>
+    private PatchablePlan? PlanHookPatch(AddressSpace mm, ulong addr, byte[] code, ulong size)
+    {
+        if (HitPath == HitPathMode.Trap || !SamePidNamespace(mm.Memory.Pid) || code.Length < 16) return null;
+        var decoder = Iced.Intel.Decoder.Create(64, new Iced.Intel.ByteArrayCodeReader(code), addr);
+        decoder.Decode(out Iced.Intel.Instruction first);
+        if (first.Mnemonic == Iced.Intel.Mnemonic.Ret && first.Length == 1 && (addr & 15) + PatchSiteAnalyzer.JumpLength <= 16)
+        {
+            int end = (int)(16 - (addr & 15));
+            for (int i = 1; i < end; )
+            {
+                decoder.IP = addr + (ulong)i;
+                decoder.Decode(out Iced.Intel.Instruction pad);
+                if (pad.IsInvalid || (pad.Mnemonic != Iced.Intel.Mnemonic.Nop && pad.Mnemonic != Iced.Intel.Mnemonic.Int3)) return null;
+                i += pad.Length;
+            }
+            return new PatchablePlan(1, [first]);
+        }
+        if (size < (ulong)PatchSiteAnalyzer.JumpLength || size > 1 << 16) return null;
+        byte[] function = mm.ReadOriginalCode(addr, (int)size);
+        if (function.Length != (int)size) return null;
+        return PatchSiteAnalyzer.Analyze(new CodeRange(addr, function), addr, []) as PatchablePlan;
+    }
+
+    private readonly Dictionary<int, bool> _samePidNamespace = [];
+
+    private bool SamePidNamespace(int pid)
+    {
+        if (_samePidNamespace.TryGetValue(pid, out bool same)) return same;
+        string? mine = ReadLink("/proc/self/ns/pid");
+        same = mine is not null && mine == ReadLink($"/proc/{pid}/ns/pid");
+        _samePidNamespace[pid] = same;
+        return same;
+    }
+
+    /// <summary>
     /// At a trap stop of <paramref name="task"/>: patch every site of its address space that waits for
     /// it. Needs the thread's TLS (its fs base is its identity) and all threads held, none inside the
     /// five bytes; a site that cannot be patched now stays on int3 and is tried again at the next trap.
@@ -213,11 +254,15 @@ internal sealed partial class Tracer
             at = mm.TryTakeSpace(site.Address, room);
         }
         byte[] code;
-        int tailOffset;
+        int tailOffset, trapOffset = -1;
         try
         {
-            (code, tailOffset) = TrampolineBuilder.Build(at, mm.Area!.Table, saveFlags: site.FlagsLive, probes,
-                tail => PatchSiteAnalyzer.Relocate(plan, site.Address, tail));
+            if (site.Kind == SiteKind.Probe)
+                (code, tailOffset) = TrampolineBuilder.Build(at, mm.Area!.Table, saveFlags: site.FlagsLive, probes,
+                    tail => PatchSiteAnalyzer.Relocate(plan, site.Address, tail));
+            else
+                (code, trapOffset, tailOffset) = TrampolineBuilder.BuildGuardedHook(at, Unistd.getpid(),
+                    tail => PatchSiteAnalyzer.Relocate(plan, site.Address, tail));
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException)
         {
@@ -241,6 +286,7 @@ internal sealed partial class Tracer
         }
         site.Promoted = true;
         site.Stale = false;
+        if (trapOffset >= 0) mm.HookTraps[at + (ulong)trapOffset] = site;
         foreach (Probe p in site.Probes)
         {
             p.HitPath = "inprocess";
@@ -415,7 +461,7 @@ internal sealed partial class Tracer
             ElfSymbol? sym = image.FindSymbol(symbol);
             long? off = sym is null ? null : image.VaddrToFileOffset(sym.Value);
             if (off is not long o || o < (long)m.Offset || o >= (long)m.Offset + (long)(m.End - m.Start)) continue;
-            Install(mm, m.Start + (ulong)(o - (long)m.Offset), key, o, image, null, SiteKind.Exec);
+            Install(mm, m.Start + (ulong)(o - (long)m.Offset), key, o, image, null, SiteKind.Exec, hookSize: sym!.Size);
         }
     }
 

@@ -102,7 +102,7 @@ internal sealed partial class Tracer
                 long? off = hook is null ? null : ld.VaddrToFileOffset(hook.Value);
                 if (off is long o && o >= (long)m.Offset && o < (long)m.Offset + (long)(m.End - m.Start))
                 {
-                    Install(mm, m.Start + (ulong)(o - (long)m.Offset), key, o, ld, null, SiteKind.Loader);
+                    Install(mm, m.Start + (ulong)(o - (long)m.Offset), key, o, ld, null, SiteKind.Loader, hookSize: hook!.Size);
                     process.LoaderHooked = true;
                 }
             }
@@ -206,7 +206,7 @@ internal sealed partial class Tracer
 
     /// <summary>Writes int3 at a site (or adds a consumer to the one already there).</summary>
     private void Install(AddressSpace mm, ulong addr, FileKey key, long fileOffset, ElfImage? image, Probe? probe, SiteKind kind,
-        FileSite? fileSite = null)
+        FileSite? fileSite = null, ulong hookSize = 0)
     {
         if (mm.Sites.TryGetValue(addr, out Site? existing))
         {
@@ -238,6 +238,7 @@ internal sealed partial class Tracer
                 return;
             }
         }
+        if (kind is SiteKind.Loader or SiteKind.Exec) patch = PlanHookPatch(mm, addr, code, hookSize);
         // Decide now whether the trap path can handle the instruction; the real slot comes at the first hit.
         TrapPlan plan = TrapPlanner.Plan(code, addr, addr);
         // (A site that is patched in process is an int3 until its first trap, so it needs a trap plan too.)
