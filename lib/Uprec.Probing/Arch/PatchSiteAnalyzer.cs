@@ -208,7 +208,7 @@ public static class PatchSiteAnalyzer
         if (FallsThrough(plan.Displaced[^1]))
             sequence.Add(Instruction.CreateBranch(Code.Jmp_rel32_64, site + (ulong)plan.DisplacedLength));
 
-        var writer = new BytesWriter();
+        var writer = new CodeBuffer();
         if (!BlockEncoder.TryEncode(64, new InstructionBlock(writer, sequence, at), out var encoderError, out _))
         {
             error = encoderError ?? "the encoder failed";
@@ -482,11 +482,4 @@ public static class PatchSiteAnalyzer
     }
 
     static string Format(in Instruction instr) => TrapPlanner.Format(instr);
-
-    sealed class BytesWriter : CodeWriter
-    {
-        readonly List<byte> bytes = new(64);
-        public override void WriteByte(byte value) => bytes.Add(value);
-        public byte[] ToArray() => bytes.ToArray();
-    }
 }

@@ -112,9 +112,9 @@ public static class TrampolineBuilder
         for (int i = saved.Length - 1; i >= 0; i--) a.pop(Register(saved[i])!.Value);
         a.popfq();
         a.lea(rsp, __[rsp + 128]);
-        var writer = new ByteWriter();
+        var writer = new CodeBuffer();
         AssemblerResult result = a.Assemble(writer, at, BlockEncoderOptions.ReturnNewInstructionOffsets);
-        byte[] head = [.. writer.Bytes];
+        byte[] head = writer.ToArray();
         int trapOffset = (int)(result.GetLabelRIP(trap) - at);
         byte[] tail = relocateTail(at + (ulong)head.Length);
         return ([.. head, .. tail], trapOffset, head.Length);
@@ -238,9 +238,9 @@ public static class TrampolineBuilder
         if (saveFlags) a.popfq();
         a.lea(rsp, __[rsp + 128]);
 
-        var writer = new ByteWriter();
+        var writer = new CodeBuffer();
         a.Assemble(writer, at);
-        return [.. writer.Bytes];
+        return writer.ToArray();
     }
 
     /// <summary>Whether every comparison of the filter reads a field the trampoline can load (no strings, no task fields).</summary>
@@ -267,30 +267,21 @@ public static class TrampolineBuilder
             case NotNode negated:
                 EmitJumpIf(a, negated.Operand, fields, target, !when, frame);
                 return;
-            case AndNode both when !when:
-                EmitJumpIf(a, both.Left, fields, target, false, frame);
-                EmitJumpIf(a, both.Right, fields, target, false, frame);
-                return;
-            case AndNode both:
+            case AndNode or OrNode:
             {
+                (FilterNode left, FilterNode right) = node is AndNode both ? (both.Left, both.Right) : (((OrNode)node).Left, ((OrNode)node).Right);
+                // One side decides `and` when it is false and `or` when it is true: then both sides may jump.
+                if (when != node is AndNode)
+                {
+                    EmitJumpIf(a, left, fields, target, when, frame);
+                    EmitJumpIf(a, right, fields, target, when, frame);
+                    return;
+                }
                 Label skip = a.CreateLabel();
-                EmitJumpIf(a, both.Left, fields, skip, false, frame);
-                EmitJumpIf(a, both.Right, fields, target, true, frame);
+                EmitJumpIf(a, left, fields, skip, !when, frame);
+                EmitJumpIf(a, right, fields, target, when, frame);
                 a.Label(ref skip);
-                a.nop();
-                return;
-            }
-            case OrNode either when when:
-                EmitJumpIf(a, either.Left, fields, target, true, frame);
-                EmitJumpIf(a, either.Right, fields, target, true, frame);
-                return;
-            case OrNode either:
-            {
-                Label skip = a.CreateLabel();
-                EmitJumpIf(a, either.Left, fields, skip, true, frame);
-                EmitJumpIf(a, either.Right, fields, target, false, frame);
-                a.Label(ref skip);
-                a.nop();
+                a.nop(); // Iced allows one label per instruction; the next may be a label too
                 return;
             }
             case ComparisonNode c:
@@ -378,10 +369,4 @@ public static class TrampolineBuilder
         "r8" => r8, "r9" => r9, "r10" => r10, "r11" => r11, "r12" => r12, "r13" => r13, "r14" => r14, "r15" => r15,
         _ => null,
     };
-
-    private sealed class ByteWriter : CodeWriter
-    {
-        public List<byte> Bytes { get; } = [];
-        public override void WriteByte(byte value) => Bytes.Add(value);
-    }
 }

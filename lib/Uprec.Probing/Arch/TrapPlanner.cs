@@ -216,7 +216,7 @@ public static class TrapPlanner
 
     static TrapPlan Relocate(in Instruction original, string text, ulong slot, IList<Instruction> sequence)
     {
-        var writer = new SlotWriter();
+        var writer = new CodeBuffer();
         if (!BlockEncoder.TryEncode(64, new InstructionBlock(writer, sequence, slot), out var error, out _))
         {
             var reason = original.IsIPRelativeMemoryOperand
@@ -231,12 +231,4 @@ public static class TrapPlanner
     }
 
     static string Hex(ReadOnlySpan<byte> bytes) => "(bytes " + Convert.ToHexString(bytes) + ")";
-
-    sealed class SlotWriter : CodeWriter
-    {
-        readonly List<byte> bytes = new(SlotSize);
-        public int Count => bytes.Count;
-        public override void WriteByte(byte value) => bytes.Add(value);
-        public byte[] ToArray() => bytes.ToArray();
-    }
 }

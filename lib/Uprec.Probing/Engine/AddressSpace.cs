@@ -82,13 +82,20 @@ internal sealed class AddressSpace : IDisposable
     public ulong ReturnTrampoline { get; set; }
     /// <summary>The in-process path's thread table and rings here; null until the first patch.</summary>
     public InProcessArea? Area { get; set; }
-    public bool HasPendingPatches => Sites.Values.Any(s => s.NeedsPatch);
+    /// <summary>
+    /// Set when a site that may want the in-process patch is placed (or gains a probe); cleared once a
+    /// promotion finds none left. Every trap checks it, so no trap walks the sites for nothing.
+    /// </summary>
+    public bool PatchesMayBePending { get; set; }
     /// <summary>The int3 inside each guarded hook trampoline, by address: a stop there is that hook's event.</summary>
     public Dictionary<ulong, Site> HookTraps { get; } = [];
 
     public AddressSpace CloneFor(ProcessMemory childMemory)
     {
-        var copy = new AddressSpace(childMemory) { SyscallInstruction = SyscallInstruction, ReturnTrampoline = ReturnTrampoline };
+        var copy = new AddressSpace(childMemory)
+        {
+            SyscallInstruction = SyscallInstruction, ReturnTrampoline = ReturnTrampoline, PatchesMayBePending = PatchesMayBePending,
+        };
         foreach (var (addr, site) in Sites)
         {
             var s = new Site
@@ -116,13 +123,16 @@ internal sealed class AddressSpace : IDisposable
         int got = length;
         while (got > 0 && !Memory.TryRead(address, buffer.AsSpan(0, got))) got--;
         Array.Resize(ref buffer, got);
-        foreach (Site s in Sites.Values)
+        // A patch covers at most JumpLength bytes, so byte i can only be one of the sites at i-4..i.
+        for (int i = 0; i < buffer.Length; i++)
         {
-            if (s.Removed) continue;
-            for (int k = 0; k < s.PatchedLength; k++)
+            for (int k = 0; k < PatchSiteAnalyzer.JumpLength && (ulong)k <= address + (ulong)i; k++)
             {
-                ulong at = s.Address + (ulong)k;
-                if (at >= address && at < address + (ulong)buffer.Length) buffer[at - address] = s.Original[k];
+                if (Sites.TryGetValue(address + (ulong)(i - k), out Site? s) && !s.Removed && k < s.PatchedLength)
+                {
+                    buffer[i] = s.Original[k];
+                    break;
+                }
             }
         }
         return buffer;

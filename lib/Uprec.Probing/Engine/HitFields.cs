@@ -66,19 +66,24 @@ internal static class HitFields
         return values;
     }
 
-    /// <summary>An integer capture as the trace stores it: long, or ulong for u64.</summary>
-    public static object? Typed(ArgType type, ulong raw) => type switch
+    /// <summary>How an integer capture reads its register: the low Bits, sign- or zero-extended; null for strings.
+    /// The trap path (Typed) and the trampolines' compiled filters both go by this one table.</summary>
+    public static (int Bits, bool Signed)? Shape(ArgType type) => type switch
     {
-        ArgType.U8 => (long)(byte)raw,
-        ArgType.U16 => (long)(ushort)raw,
-        ArgType.U32 => (long)(uint)raw,
-        ArgType.U64 => raw,
-        ArgType.S8 => (long)(sbyte)raw,
-        ArgType.S16 => (long)(short)raw,
-        ArgType.S32 => (long)(int)raw,
-        ArgType.S64 or ArgType.X64 => (long)raw,
+        ArgType.U8 => (8, false), ArgType.U16 => (16, false), ArgType.U32 => (32, false), ArgType.U64 => (64, false),
+        ArgType.S8 => (8, true), ArgType.S16 => (16, true), ArgType.S32 => (32, true),
+        ArgType.S64 or ArgType.X64 => (64, true),
         _ => null,
     };
+
+    /// <summary>An integer capture as the trace stores it: long, or ulong for u64.</summary>
+    public static object? Typed(ArgType type, ulong raw)
+    {
+        if (Shape(type) is not (int bits, bool signed)) return null;
+        if (bits == 64) return signed ? (long)raw : raw;
+        int unused = 64 - bits;
+        return signed ? ((long)raw << unused) >> unused : (long)((raw << unused) >> unused);
+    }
 
     /// <summary>The captures of an in-process record: up to two raw registers, in the probe's argument order.</summary>
     public static object?[] FromRaw(ProbeSpec spec, ulong first, ulong second)

@@ -59,14 +59,7 @@ internal sealed partial class Tracer
             fields[$"arg{i + 1}"] = new HitField(ArgSpec.AbiArgumentRegisters[i], 64, false);
         foreach (ArgSpec a in spec.Args)
         {
-            (int bits, bool signed)? shape = a.Type switch
-            {
-                ArgType.U8 => (8, false), ArgType.U16 => (16, false), ArgType.U32 => (32, false), ArgType.U64 => (64, false),
-                ArgType.S8 => (8, true), ArgType.S16 => (16, true), ArgType.S32 => (32, true),
-                ArgType.S64 or ArgType.X64 => (64, true),
-                _ => null,
-            };
-            if (shape is (int b, bool s)) fields[a.Name] = new HitField(a.SourceRegister, b, s);
+            if (HitFields.Shape(a.Type) is (int bits, bool signed)) fields[a.Name] = new HitField(a.SourceRegister, bits, signed);
             else fields.Remove(a.Name);
         }
         return fields;
@@ -173,7 +166,13 @@ internal sealed partial class Tracer
     private bool TryPromote(TracedTask task, Site? trapped)
     {
         AddressSpace mm = task.Process.Mm;
-        if (_ending || !mm.HasPendingPatches) return false;
+        if (_ending || !mm.PatchesMayBePending) return false;
+        var pending = mm.Sites.Values.Where(s => s.NeedsPatch).ToList();
+        if (pending.Count == 0)
+        {
+            mm.PatchesMayBePending = false;
+            return false;
+        }
         user_regs_struct own = Sys.GetRegs(task.Tid);
         if (own.fs_base == 0) return false; // before the thread has TLS: the next trap after it will do
         if (mm.Area is null)
@@ -201,7 +200,7 @@ internal sealed partial class Tracer
                 if (t != task || trapped is null || regs.rip != trapped.Address + 1) rips.Add(regs.rip);
                 RegisterThread(t, regs.fs_base, task);
             }
-            foreach (Site site in mm.Sites.Values.Where(s => s.NeedsPatch).ToList())
+            foreach (Site site in pending)
             {
                 // A thread inside the five bytes, or in the site's out-of-line copy (which jumps back to
                 // the second instruction), would land in the middle of the jmp: try again later.
@@ -453,9 +452,7 @@ internal sealed partial class Tracer
     private void HookExec(AddressSpace mm, MapEntry m, FileKey key)
     {
         if (!Path.GetFileName(m.Path!).StartsWith("libc.so", StringComparison.Ordinal)) return;
-        ElfImage image;
-        try { image = ElfImage.Load(m.Path!); }
-        catch (SymbolException) { return; }
+        if (HookImage(key, m.Path!) is not ElfImage image) return;
         foreach (string symbol in ExecEntries)
         {
             ElfSymbol? sym = image.FindSymbol(symbol);
@@ -465,7 +462,23 @@ internal sealed partial class Tracer
         }
     }
 
-    private bool InProcessPossible => HitPath != HitPathMode.Trap && Fsgsbase && _catalog.Probes.Any(p => InProcessRefusal(p) is null);
+    /// <summary>Whether any probe could go in process (then libc's execve gets uprec's hook). Asked for every
+    /// mapping of every process, so decided once per size of the catalog (globs add probes while tracing).</summary>
+    private bool InProcessPossible
+    {
+        get
+        {
+            if (_inProcessPossibleFor != _catalog.Probes.Count)
+            {
+                _inProcessPossible = HitPath != HitPathMode.Trap && Fsgsbase && _catalog.Probes.Any(p => InProcessRefusal(p) is null);
+                _inProcessPossibleFor = _catalog.Probes.Count;
+            }
+            return _inProcessPossible;
+        }
+    }
+
+    private bool _inProcessPossible;
+    private int _inProcessPossibleFor = -1;
 
     /// <summary>The exact in-process counts, once nothing runs any more: added to each probe's total.</summary>
     public void FinishInProcess()

@@ -155,6 +155,21 @@ internal sealed partial class Tracer
         }
     }
 
+    private readonly Dictionary<FileKey, ElfImage?> _hookImages = [];
+
+    /// <summary>
+    /// libc, libgcc_s or libstdc++ read once per file for uprec's own hooks, not again in every process
+    /// that maps it (each exec'd program does); null when it cannot be read.
+    /// </summary>
+    private ElfImage? HookImage(FileKey key, string path)
+    {
+        if (_hookImages.TryGetValue(key, out ElfImage? image)) return image;
+        try { image = ElfImage.Load(path); }
+        catch (SymbolException) { image = null; }
+        _hookImages[key] = image;
+        return image;
+    }
+
     private bool IsInterpreter(TracedProcess process, FileKey key, string path, out ElfImage? image)
     {
         if (!_interpreters.TryGetValue(key, out image))
@@ -212,7 +227,7 @@ internal sealed partial class Tracer
         {
             if (!existing.Removed)
             {
-                if (probe is not null && !existing.Probes.Contains(probe)) AddToSite(existing, probe);
+                if (probe is not null && !existing.Probes.Contains(probe)) AddToSite(mm, existing, probe);
                 else if (kind != SiteKind.Probe && existing.Kind == SiteKind.Probe) MakeInternal(existing, kind);
                 return;
             }
@@ -267,6 +282,7 @@ internal sealed partial class Tracer
             if (patch is null) probe.Note ??= trapWhy;
         }
         mm.Sites[addr] = site;
+        if (patch is not null) mm.PatchesMayBePending = true;
     }
 
     /// <summary>
@@ -299,7 +315,7 @@ internal sealed partial class Tracer
     /// there too; a site already patched gets a new trampoline at the next trap (until then the
     /// newcomer's hits are not seen, which is why a probe that cannot go in process is refused there).
     /// </summary>
-    private void AddToSite(Site site, Probe probe)
+    private void AddToSite(AddressSpace mm, Site site, Probe probe)
     {
         string? why = site.Patch is null ? null : InProcessRefusal(probe);
         if (why is not null && site.Promoted)
@@ -324,5 +340,6 @@ internal sealed partial class Tracer
         probe.Installed = true;
         if (probe.HitPath != "inprocess") probe.HitPath = "trap";
         if (site.Promoted) site.Stale = true;
+        if (site.NeedsPatch) mm.PatchesMayBePending = true;
     }
 }

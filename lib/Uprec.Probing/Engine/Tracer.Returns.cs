@@ -53,9 +53,7 @@ internal sealed partial class Tracer
         bool gcc = name.StartsWith("libgcc_s.so", StringComparison.Ordinal);
         bool cxx = name.StartsWith("libstdc++.so", StringComparison.Ordinal);
         if (!gcc && !cxx) return;
-        ElfImage image;
-        try { image = ElfImage.Load(m.Path!); }
-        catch (SymbolException) { return; }
+        if (HookImage(key, m.Path!) is not ElfImage image) return;
         IEnumerable<(string Name, SiteKind Kind)> hooks = gcc
             ? UnwindEntries.Select(n => (n, SiteKind.Unwind)).Append(("_Unwind_Backtrace", SiteKind.Backtrace))
             : [("__cxa_begin_catch", SiteKind.Catch)];

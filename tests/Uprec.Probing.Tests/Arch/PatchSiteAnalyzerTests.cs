@@ -116,17 +116,7 @@ public class PatchSiteAnalyzerTests
 
     static CodeRange Asm(ulong address, Action<Assembler> build)
     {
-        var a = new Assembler(64);
-        build(a);
-        var writer = new Bytes();
-        a.Assemble(writer, address);
-        return new CodeRange(address, writer.List.ToArray());
-    }
-
-    sealed class Bytes : CodeWriter
-    {
-        public List<byte> List { get; } = [];
-        public override void WriteByte(byte value) => List.Add(value);
+        return new CodeRange(address, CodeBuffer.Assemble(address, build));
     }
 
     static PatchDecision Analyze(CodeRange function, params CodeRange[] related) =>

@@ -77,20 +77,7 @@ public class PatchSiteExecutionTests(SlotHarness harness) : IClassFixture<SlotHa
     static void Put(StringBuilder script, ulong address, byte[] bytes) =>
         script.Append(CultureInfo.InvariantCulture, $"put {address:x} {Convert.ToHexString(bytes)}\n");
 
-    static byte[] Assemble(ulong address, Action<Assembler> build)
-    {
-        var a = new Assembler(64);
-        build(a);
-        var writer = new ByteList();
-        a.Assemble(writer, address);
-        return writer.Bytes.ToArray();
-    }
-
-    sealed class ByteList : CodeWriter
-    {
-        public List<byte> Bytes { get; } = [];
-        public override void WriteByte(byte value) => Bytes.Add(value);
-    }
+    static byte[] Assemble(ulong address, Action<Assembler> build) => CodeBuffer.Assemble(address, build);
 
     static CodeRange Function(ulong address, Action<Assembler> build) => new(address, Assemble(address, build));
 

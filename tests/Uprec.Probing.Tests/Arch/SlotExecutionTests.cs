@@ -67,20 +67,7 @@ public class SlotExecutionTests(SlotHarness harness) : IClassFixture<SlotHarness
         public string Script(ulong entry) => commands + $"run {entry:x}\n";
     }
 
-    static byte[] Assemble(ulong address, Action<Assembler> build)
-    {
-        var a = new Assembler(64);
-        build(a);
-        var writer = new ByteWriter();
-        a.Assemble(writer, address);
-        return writer.Bytes.ToArray();
-    }
-
-    sealed class ByteWriter : CodeWriter
-    {
-        public List<byte> Bytes { get; } = [];
-        public override void WriteByte(byte value) => Bytes.Add(value);
-    }
+    static byte[] Assemble(ulong address, Action<Assembler> build) => CodeBuffer.Assemble(address, build);
 
     /// <summary>
     /// Plans <paramref name="site"/> at <paramref name="ip"/>, lays out int3 at the site, the slot, the code

@@ -368,20 +368,7 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         return "between head and counters";
     }
 
-    static byte[] Assemble(ulong address, Action<Assembler> build)
-    {
-        var a = new Assembler(64);
-        build(a);
-        var writer = new ByteList();
-        a.Assemble(writer, address);
-        return writer.Bytes.ToArray();
-    }
-
-    sealed class ByteList : CodeWriter
-    {
-        public List<byte> Bytes { get; } = [];
-        public override void WriteByte(byte value) => Bytes.Add(value);
-    }
+    static byte[] Assemble(ulong address, Action<Assembler> build) => CodeBuffer.Assemble(address, build);
 
     static string Disassemble(byte[] code, ulong at, int tailOffset)
     {
