@@ -29,17 +29,31 @@ public static class InProcessLayout
     // A per-thread block. head is written only by its thread, tail only by uprec: separate cache lines.
     public const int HeadOffset = 0;
     public const int TailOffset = 64;
+    /// <summary>Entries in use on the shadow stack of %return calls in flight; written by the thread (and by uprec while it is stopped).</summary>
+    public const int ShadowDepthOffset = 128;
     public const int CountsOffset = 4096;
     public const int DropsOffset = CountsOffset + MaxProbes * 8;
-    public const int RingOffset = DropsOffset + MaxProbes * 8;
+    /// <summary>
+    /// The shadow stack: one entry per hijacked return address, oldest first. A full one makes the
+    /// entry trampoline ask uprec (if alive) to drop the entries of frames longjmp abandoned.
+    /// </summary>
+    public const int ShadowOffset = DropsOffset + MaxProbes * 8;
+    public const int ShadowEntries = 512;
+    public const int ShadowEntrySize = 32;
+    // An entry: where the return address lives (rsp at the entry), the original return address, the
+    // entry's TSC, and the return trampoline written over it.
+    public const int ShadowSlot = 0, ShadowOriginal = 8, ShadowTsc = 16, ShadowTrampoline = 24;
+    public const int RingOffset = ShadowOffset + ShadowEntries * ShadowEntrySize;
     public const int RecordSize = 32;
     /// <summary>Records per thread: 2 MiB of ring (it fits in L2: a ring that does not makes every record a cache miss).</summary>
     public const int RingRecordsLog2 = 16;
     public const int RingRecords = 1 << RingRecordsLog2;
     public const int BlockSize = RingOffset + RingRecords * RecordSize;
 
-    // A record: tsc, two captured values, then the commit word, written last: ((seq + 1) << 16) | probe id.
+    // A record: tsc, two captured values, then the commit word, written last: ((seq + 1) << 16) | probe id,
+    // with ReturnBit set for a return (then the values are the entry's TSC and rax).
     public const int RecordTsc = 0, RecordArg0 = 8, RecordArg1 = 16, RecordCommit = 24;
+    public const int ReturnBit = 0x8000;
 
     public static ulong Hash(ulong fsBase) => unchecked(fsBase * HashMultiplier) >> (64 - TableBits);
     public static ulong Commit(ulong seq, int probeId) => ((seq + 1) << 16) | (uint)probeId;
@@ -56,6 +70,9 @@ public sealed record TrampolineProbe(int Id, IReadOnlyList<string> Captures, Fil
 /// <summary>A filter field as the trampoline reads it: a register, truncated to Bits and extended by sign or zero.</summary>
 public sealed record HitField(string Register, int Bits, bool Signed);
 
+/// <summary>What an entry trampoline of %return probes needs: where their returns land, and uprec's pid (to ask it to clean a full shadow stack).</summary>
+public sealed record ReturnHijack(ulong ReturnTrampoline, int TracerPid);
+
 /// <summary>
 /// Generates entry trampolines with Iced's Assembler. A trampoline preserves everything the program
 /// can observe: it steps over the red zone first (with lea: sub would change the flags before they are
@@ -68,6 +85,8 @@ public sealed record HitField(string Register, int Bits, bool Signed);
 public static class TrampolineBuilder
 {
     private static readonly string[] Saved = ["rax", "rcx", "rdx", "rsi", "rdi"];
+    /// <summary>With return probes, r8 carries the one TSC read for the entry records and the shadow entry.</summary>
+    private static readonly string[] SavedWithTsc = ["rax", "rcx", "rdx", "rsi", "rdi", "r8"];
 
     /// <summary>
     /// The code of a trampoline at <paramref name="at"/>, ending with <paramref name="relocateTail"/>'s
@@ -78,9 +97,22 @@ public static class TrampolineBuilder
     public static (byte[] Code, int TailOffset) Build(ulong at, ulong threadTable, bool saveFlags, IReadOnlyList<TrampolineProbe> probes,
         Func<ulong, byte[]> relocateTail)
     {
-        byte[] head = Head(at, threadTable, saveFlags, probes);
+        var (code, tail, _) = Build(at, threadTable, saveFlags, probes, relocateTail, null);
+        return (code, tail);
+    }
+
+    /// <summary>
+    /// The same, for a site with %return probes: after the entry's records, the return address is
+    /// pushed on the thread's shadow stack and replaced by <paramref name="hijack"/>'s return trampoline.
+    /// </summary>
+    /// <returns>Also the offset of the int3 where a thread whose shadow stack is full asks uprec to drop
+    /// abandoned entries (-1 without <paramref name="hijack"/>).</returns>
+    public static (byte[] Code, int TailOffset, int FullTrapOffset) Build(ulong at, ulong threadTable, bool saveFlags,
+        IReadOnlyList<TrampolineProbe> probes, Func<ulong, byte[]> relocateTail, ReturnHijack? hijack)
+    {
+        var (head, fullTrap) = Head(at, threadTable, saveFlags, probes, hijack);
         byte[] tail = relocateTail(at + (ulong)head.Length);
-        return ([.. head, .. tail], head.Length);
+        return ([.. head, .. tail], head.Length, fullTrap);
     }
 
     /// <summary>
@@ -152,15 +184,68 @@ public static class TrampolineBuilder
 
     public static bool CanCapture(string register) => Register(register) is not null || register == "rsp";
 
-    private static byte[] Head(ulong at, ulong threadTable, bool saveFlags, IReadOnlyList<TrampolineProbe> probes)
+    private static (byte[] Code, int FullTrapOffset) Head(ulong at, ulong threadTable, bool saveFlags, IReadOnlyList<TrampolineProbe> probes,
+        ReturnHijack? hijack)
     {
         var a = new Assembler(64);
         Label found = a.CreateLabel(), miss = a.CreateLabel(), done = a.CreateLabel();
+        string[] saved = hijack is null ? Saved : SavedWithTsc;
         a.lea(rsp, __[rsp - 128]);
         if (saveFlags) a.pushfq();
-        foreach (string r in Saved) a.push(Register(r)!.Value);
-        int frame = Saved.Length * 8 + (saveFlags ? 8 : 0) + 128;
+        foreach (string r in saved) a.push(Register(r)!.Value);
+        int frame = saved.Length * 8 + (saveFlags ? 8 : 0) + 128;
 
+        EmitLookup(a, threadTable, found, miss);
+        a.Label(ref found);
+        a.mov(rdi, __qword_ptr[rdi + 8]);      // rdi = this thread's block
+        if (hijack is not null)
+        {
+            // One TSC for the entry records and the shadow entry: rdtsc is the dearest instruction here.
+            EmitRdtsc(a);
+            a.mov(r8, rax);
+        }
+
+        foreach (TrampolineProbe p in probes)
+        {
+            Label next = a.CreateLabel();
+            if (p.Filter is not null) EmitJumpIf(a, p.Filter, p.Fields!, next, false, frame, saved);
+            a.inc(__qword_ptr[rdi + InProcessLayout.CountsOffset + p.Id * 8]);
+            // The timestamp only for a record that is kept: a full ring should cost little.
+            EmitRecord(a, p.Id,
+                () => { if (hijack is null) EmitRdtsc(a); else a.mov(rax, r8); },
+                i => { if (i < p.Captures.Count) LoadCapture(a, p.Captures[i], frame, saved); else a.xor(edx, edx); });
+            a.Label(ref next);
+        }
+        int fullTrap = -1;
+        Label trap = default;
+        if (hijack is not null) trap = EmitHijack(a, hijack, frame);
+        a.jmp(done);
+
+        a.Label(ref miss);
+        a.mov(rdi, threadTable + InProcessLayout.SharedCountsOffset);
+        foreach (TrampolineProbe p in probes)
+        {
+            Label skip = a.CreateLabel();
+            if (p.Filter is not null) EmitJumpIf(a, p.Filter, p.Fields!, skip, false, frame, saved);
+            a.@lock.inc(__qword_ptr[rdi + p.Id * 8]);
+            a.Label(ref skip);
+            a.nop(); // Iced allows one label per instruction; the next may be a label too
+        }
+
+        a.Label(ref done);
+        for (int i = saved.Length - 1; i >= 0; i--) a.pop(Register(saved[i])!.Value);
+        if (saveFlags) a.popfq();
+        a.lea(rsp, __[rsp + 128]);
+
+        var writer = new CodeBuffer();
+        AssemblerResult result = a.Assemble(writer, at, BlockEncoderOptions.ReturnNewInstructionOffsets);
+        if (hijack is not null) fullTrap = (int)(result.GetLabelRIP(trap) - at);
+        return (writer.ToArray(), fullTrap);
+    }
+
+    /// <summary>rdi = the thread table entry whose key is this thread's fs base (rax), else a jump to <paramref name="miss"/>. Uses rcx.</summary>
+    private static void EmitLookup(Assembler a, ulong threadTable, Label found, Label miss)
+    {
         a.rdfsbase(rax);                       // rax = fs base: the thread's identity
         a.mov(rcx, InProcessLayout.HashMultiplier);
         a.imul(rcx, rax);
@@ -173,70 +258,183 @@ public static class TrampolineBuilder
         a.add(rdi, InProcessLayout.TableEntrySize);
         a.cmp(__qword_ptr[rdi], rax);
         a.jne(miss);
+    }
+
+    private static void EmitRdtsc(Assembler a)
+    {
+        a.rdtsc();
+        a.shl(rdx, 32);
+        a.or(rax, rdx);
+    }
+
+    /// <summary>
+    /// Appends a record to the ring of the block in rdi, or counts a drop when it is full. The TSC comes
+    /// from <paramref name="loadTsc"/> (into rax), the two values from <paramref name="loadValue"/> (into rdx).
+    /// Uses rax, rcx, rdx, rsi.
+    /// </summary>
+    private static void EmitRecord(Assembler a, int commitId, Action loadTsc, Action<int> loadValue)
+    {
+        Label full = a.CreateLabel(), next = a.CreateLabel(), retry = a.CreateLabel();
+        int id = commitId & ~InProcessLayout.ReturnBit;
+        a.mov(rax, __qword_ptr[rdi + InProcessLayout.HeadOffset]);
+        a.Label(ref retry);
+        a.mov(rcx, rax);
+        a.sub(rcx, __qword_ptr[rdi + InProcessLayout.TailOffset]);
+        a.cmp(rcx, InProcessLayout.RingRecords);
+        a.jae(full);                           // unsigned: a tail ahead of head (scribbled) also reads as full
+        a.lea(rcx, __[rax + 1]);
+        // Reserve the slot before writing it, in one instruction: a signal handler that hits a probe
+        // between reading the head and storing it would otherwise get the same slot, and one of the
+        // two records would silently overwrite the other. cmpxchg needs no lock prefix: only this
+        // thread writes its head, so it only has to be indivisible for this thread's signals.
+        a.cmpxchg(__qword_ptr[rdi + InProcessLayout.HeadOffset], rcx);
+        a.jne(retry);
+        a.and(eax, InProcessLayout.RingRecords - 1);
+        a.shl(rax, 5);
+        a.lea(rsi, __[rax + rdi]);             // rsi = the record - RingOffset
+        loadTsc();
+        a.mov(__qword_ptr[rsi + InProcessLayout.RingOffset + InProcessLayout.RecordTsc], rax);
+        for (int i = 0; i < 2; i++)
+        {
+            loadValue(i);
+            a.mov(__qword_ptr[rsi + InProcessLayout.RingOffset + (i == 0 ? InProcessLayout.RecordArg0 : InProcessLayout.RecordArg1)], rdx);
+        }
+        a.shl(rcx, 16);
+        a.or(rcx, commitId);
+        a.mov(__qword_ptr[rsi + InProcessLayout.RingOffset + InProcessLayout.RecordCommit], rcx);
+        a.jmp(next);
+        a.Label(ref full);
+        a.inc(__qword_ptr[rdi + InProcessLayout.DropsOffset + id * 8]);
+        a.Label(ref next);
+        a.nop(); // Iced allows one label per instruction; the next may be a label too
+    }
+
+    /// <summary>
+    /// Pushes a shadow entry (slot, original return address, the entry TSC in r8, the return trampoline)
+    /// and writes the trampoline over the return address, last: until then the call returns normally.
+    /// The depth is published before the hijack and after the entry, so a signal handler's probed calls
+    /// in between push above it and pop before this code goes on. A full shadow stack (or a scribbled
+    /// depth) asks uprec, while it lives, to drop abandoned entries, then tries once more; still full,
+    /// the call is counted but not timed. Uses rax, rcx, rdx, rsi; rdi = the block.
+    /// </summary>
+    /// <returns>The label of the int3 that asks uprec.</returns>
+    private static Label EmitHijack(Assembler a, ReturnHijack hijack, int frame)
+    {
+        Label push = a.CreateLabel(), full = a.CreateLabel(), skip = a.CreateLabel(), trap = a.CreateLabel();
+        a.mov(rcx, __qword_ptr[rdi + InProcessLayout.ShadowDepthOffset]);
+        a.cmp(rcx, InProcessLayout.ShadowEntries);
+        a.jae(full);
+        a.Label(ref push);
+        a.mov(rsi, rcx);
+        a.shl(rsi, 5);
+        a.add(rsi, rdi);                       // rsi = the entry - ShadowOffset
+        a.lea(rdx, __[rsp + frame]);           // the slot: rsp at the function's entry
+        a.mov(__qword_ptr[rsi + InProcessLayout.ShadowOffset + InProcessLayout.ShadowSlot], rdx);
+        a.mov(rax, __qword_ptr[rdx]);
+        a.mov(__qword_ptr[rsi + InProcessLayout.ShadowOffset + InProcessLayout.ShadowOriginal], rax);
+        a.mov(__qword_ptr[rsi + InProcessLayout.ShadowOffset + InProcessLayout.ShadowTsc], r8);
+        a.mov(rax, hijack.ReturnTrampoline);
+        a.mov(__qword_ptr[rsi + InProcessLayout.ShadowOffset + InProcessLayout.ShadowTrampoline], rax);
+        a.inc(rcx);
+        a.mov(__qword_ptr[rdi + InProcessLayout.ShadowDepthOffset], rcx);
+        a.mov(__qword_ptr[rdx], rax);
+        a.jmp(skip);
+
+        a.Label(ref full);
+        if (hijack.TracerPid <= 0)
+        {
+            a.jmp(skip); // uprec cannot be asked (another pid namespace): the call is not timed
+        }
+        a.push(rdi);
+        a.push(r11);
+        a.mov(eax, 62);                        // kill(tracerPid, 0): is uprec there to ask?
+        a.mov(edi, hijack.TracerPid);
+        a.xor(esi, esi);
+        a.syscall();
+        a.pop(r11);
+        a.pop(rdi);
+        a.cmp(rax, -3);                        // -ESRCH: uprec is gone
+        a.je(skip);
+        a.Label(ref trap);
+        a.int3();                              // uprec drops the entries of abandoned frames
+        a.mov(rcx, __qword_ptr[rdi + InProcessLayout.ShadowDepthOffset]);
+        a.cmp(rcx, InProcessLayout.ShadowEntries);
+        a.jb(push);
+        a.Label(ref skip);
+        a.nop();
+        return trap;
+    }
+
+    /// <summary>
+    /// The return trampoline of one site's %return probes, where their hijacked returns land (rsp just
+    /// above the slot). It finds the newest shadow entry for the slot, searching down from the top:
+    /// entries above it belong to frames on other stacks (coroutines), which still return later, or to
+    /// frames longjmp abandoned, which uprec drops when the stack fills. It takes that one entry out,
+    /// writes a return record per probe (return TSC, entry TSC, rax), and returns to the original
+    /// address. Flags are dead after a return (ABI); rax and rdx (return values) and every other
+    /// register are kept. A thread with no block or no entry cannot know where to go: int3.
+    /// </summary>
+    public static byte[] BuildReturn(ulong at, ulong threadTable, IReadOnlyList<int> probeIds)
+    {
+        var a = new Assembler(64);
+        Label found = a.CreateLabel(), lost = a.CreateLabel(), search = a.CreateLabel(), shift = a.CreateLabel(), shifted = a.CreateLabel();
+        string[] saved = ["rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9"];
+        a.lea(rsp, __[rsp - 8]);               // the slot again: it will hold the original return address for ret
+        foreach (string r in saved) a.push(Register(r)!.Value);
+        int slotAt = saved.Length * 8, raxAt = (saved.Length - 1) * 8;
+
+        EmitLookup(a, threadTable, found, lost);
         a.Label(ref found);
-        a.mov(rdi, __qword_ptr[rdi + 8]);      // rdi = this thread's block
-
-        foreach (TrampolineProbe p in probes)
+        a.mov(rdi, __qword_ptr[rdi + 8]);
+        a.mov(rcx, __qword_ptr[rdi + InProcessLayout.ShadowDepthOffset]);
+        a.mov(eax, InProcessLayout.ShadowEntries);
+        a.cmp(rcx, rax);
+        a.cmova(rcx, rax);                     // a scribbled depth reads no further than the stack
+        a.lea(r8, __[rsp + slotAt]);
+        a.Label(ref search);
+        a.test(rcx, rcx);
+        a.jz(lost);
+        a.dec(rcx);
+        a.mov(rsi, rcx);
+        a.shl(rsi, 5);
+        a.add(rsi, rdi);
+        a.cmp(__qword_ptr[rsi + InProcessLayout.ShadowOffset + InProcessLayout.ShadowSlot], r8);
+        a.jne(search);
+        // Everything needed from the entry is read before it is given up.
+        a.mov(rax, __qword_ptr[rsi + InProcessLayout.ShadowOffset + InProcessLayout.ShadowOriginal]);
+        a.mov(__qword_ptr[rsp + slotAt], rax);
+        a.mov(r8, __qword_ptr[rsi + InProcessLayout.ShadowOffset + InProcessLayout.ShadowTsc]);
+        // Entries above it move down one (usually there are none).
+        a.mov(rdx, __qword_ptr[rdi + InProcessLayout.ShadowDepthOffset]);
+        a.mov(eax, InProcessLayout.ShadowEntries);
+        a.cmp(rdx, rax);
+        a.cmova(rdx, rax);
+        a.dec(rdx);                            // rdx = the new depth; rcx = the entry taken out
+        a.Label(ref shift);
+        a.cmp(rcx, rdx);
+        a.jae(shifted);
+        for (int f = 0; f < InProcessLayout.ShadowEntrySize; f += 8)
         {
-            Label full = a.CreateLabel(), next = a.CreateLabel();
-            int id = p.Id;
-            if (p.Filter is not null) EmitJumpIf(a, p.Filter, p.Fields!, next, false, frame);
-            a.inc(__qword_ptr[rdi + InProcessLayout.CountsOffset + id * 8]);
-            Label retry = a.CreateLabel();
-            a.mov(rax, __qword_ptr[rdi + InProcessLayout.HeadOffset]);
-            a.Label(ref retry);
-            a.mov(rcx, rax);
-            a.sub(rcx, __qword_ptr[rdi + InProcessLayout.TailOffset]);
-            a.cmp(rcx, InProcessLayout.RingRecords);
-            a.jae(full);                       // unsigned: a tail ahead of head (scribbled) also reads as full
-            a.lea(rcx, __[rax + 1]);
-            // Reserve the slot before writing it, in one instruction: a signal handler that hits a probe
-            // between reading the head and storing it would otherwise get the same slot, and one of the
-            // two records would silently overwrite the other. cmpxchg needs no lock prefix: only this
-            // thread writes its head, so it only has to be indivisible for this thread's signals.
-            a.cmpxchg(__qword_ptr[rdi + InProcessLayout.HeadOffset], rcx);
-            a.jne(retry);
-            a.and(eax, InProcessLayout.RingRecords - 1);
-            a.shl(rax, 5);
-            a.lea(rsi, __[rax + rdi]);          // rsi = the record - RingOffset
-            // The timestamp only for a record that is kept: rdtsc is the dearest instruction here
-            // (one per 9.5 ns at best on the development host), and a full ring should cost little.
-            a.rdtsc();
-            a.shl(rdx, 32);
-            a.or(rax, rdx);
-            a.mov(__qword_ptr[rsi + InProcessLayout.RingOffset + InProcessLayout.RecordTsc], rax);
-            for (int i = 0; i < 2; i++)
-            {
-                int offset = InProcessLayout.RingOffset + (i == 0 ? InProcessLayout.RecordArg0 : InProcessLayout.RecordArg1);
-                if (i < p.Captures.Count) LoadCapture(a, p.Captures[i], frame);
-                else a.xor(edx, edx);
-                a.mov(__qword_ptr[rsi + offset], rdx);
-            }
-            a.shl(rcx, 16);
-            a.or(rcx, id);
-            a.mov(__qword_ptr[rsi + InProcessLayout.RingOffset + InProcessLayout.RecordCommit], rcx);
-            a.jmp(next);
-            a.Label(ref full);
-            a.inc(__qword_ptr[rdi + InProcessLayout.DropsOffset + id * 8]);
-            a.Label(ref next);
+            a.mov(rax, __qword_ptr[rsi + InProcessLayout.ShadowOffset + InProcessLayout.ShadowEntrySize + f]);
+            a.mov(__qword_ptr[rsi + InProcessLayout.ShadowOffset + f], rax);
         }
-        a.jmp(done);
+        a.add(rsi, InProcessLayout.ShadowEntrySize);
+        a.inc(rcx);
+        a.jmp(shift);
+        a.Label(ref shifted);
+        a.mov(__qword_ptr[rdi + InProcessLayout.ShadowDepthOffset], rdx);
 
-        a.Label(ref miss);
-        a.mov(rdi, threadTable + InProcessLayout.SharedCountsOffset);
-        foreach (TrampolineProbe p in probes)
+        EmitRdtsc(a);
+        a.mov(r9, rax);
+        foreach (int id in probeIds)
         {
-            Label skip = a.CreateLabel();
-            if (p.Filter is not null) EmitJumpIf(a, p.Filter, p.Fields!, skip, false, frame);
-            a.@lock.inc(__qword_ptr[rdi + p.Id * 8]);
-            a.Label(ref skip);
-            a.nop(); // Iced allows one label per instruction; the next may be a label too
+            EmitRecord(a, id | InProcessLayout.ReturnBit, () => a.mov(rax, r9),
+                i => { if (i == 0) a.mov(rdx, r8); else a.mov(rdx, __qword_ptr[rsp + raxAt]); });
         }
-
-        a.Label(ref done);
-        for (int i = Saved.Length - 1; i >= 0; i--) a.pop(Register(Saved[i])!.Value);
-        if (saveFlags) a.popfq();
-        a.lea(rsp, __[rsp + 128]);
+        for (int i = saved.Length - 1; i >= 0; i--) a.pop(Register(saved[i])!.Value);
+        a.ret();
+        a.Label(ref lost);
+        a.int3();
 
         var writer = new CodeBuffer();
         a.Assemble(writer, at);
@@ -260,12 +458,12 @@ public static class TrampolineBuilder
     /// sign-extended from its width) against the literal as unbounded integers, so a literal outside
     /// the field's range folds to a constant outcome instead of wrapping. Uses rax and rdx.
     /// </summary>
-    private static void EmitJumpIf(Assembler a, FilterNode node, IReadOnlyDictionary<string, HitField> fields, Label target, bool when, int frame)
+    private static void EmitJumpIf(Assembler a, FilterNode node, IReadOnlyDictionary<string, HitField> fields, Label target, bool when, int frame, string[] saved)
     {
         switch (node)
         {
             case NotNode negated:
-                EmitJumpIf(a, negated.Operand, fields, target, !when, frame);
+                EmitJumpIf(a, negated.Operand, fields, target, !when, frame, saved);
                 return;
             case AndNode or OrNode:
             {
@@ -273,26 +471,26 @@ public static class TrampolineBuilder
                 // One side decides `and` when it is false and `or` when it is true: then both sides may jump.
                 if (when != node is AndNode)
                 {
-                    EmitJumpIf(a, left, fields, target, when, frame);
-                    EmitJumpIf(a, right, fields, target, when, frame);
+                    EmitJumpIf(a, left, fields, target, when, frame, saved);
+                    EmitJumpIf(a, right, fields, target, when, frame, saved);
                     return;
                 }
                 Label skip = a.CreateLabel();
-                EmitJumpIf(a, left, fields, skip, !when, frame);
-                EmitJumpIf(a, right, fields, target, when, frame);
+                EmitJumpIf(a, left, fields, skip, !when, frame, saved);
+                EmitJumpIf(a, right, fields, target, when, frame, saved);
                 a.Label(ref skip);
                 a.nop(); // Iced allows one label per instruction; the next may be a label too
                 return;
             }
             case ComparisonNode c:
-                EmitComparison(a, c, fields[c.Field], target, when, frame);
+                EmitComparison(a, c, fields[c.Field], target, when, frame, saved);
                 return;
             default:
                 throw new ArgumentException($"cannot compile filter node {node}");
         }
     }
 
-    private static void EmitComparison(Assembler a, ComparisonNode c, HitField field, Label target, bool when, int frame)
+    private static void EmitComparison(Assembler a, ComparisonNode c, HitField field, Label target, bool when, int frame, string[] saved)
     {
         Int128 literal = c.Literal.Integer;
         Int128 min = field.Signed ? -(Int128.One << (field.Bits - 1)) : Int128.Zero;
@@ -311,7 +509,7 @@ public static class TrampolineBuilder
             if (outcome == when) a.jmp(target);
             return;
         }
-        LoadCapture(a, field.Register, frame);
+        LoadCapture(a, field.Register, frame, saved);
         switch (field.Bits, field.Signed)
         {
             case (8, false): a.movzx(edx, dl); break;
@@ -345,13 +543,13 @@ public static class TrampolineBuilder
     }
 
     /// <summary>rdx = the program's value of a register: from its save slot if the trampoline has changed it.</summary>
-    private static void LoadCapture(Assembler a, string register, int frame)
+    private static void LoadCapture(Assembler a, string register, int frame, string[] saved)
     {
-        int saved = Array.IndexOf(Saved, register);
-        if (saved >= 0)
+        int index = Array.IndexOf(saved, register);
+        if (index >= 0)
         {
-            // Pushed in Saved order: the last pushed is at [rsp].
-            a.mov(rdx, __qword_ptr[rsp + (Saved.Length - 1 - saved) * 8]);
+            // Pushed in order: the last pushed is at [rsp].
+            a.mov(rdx, __qword_ptr[rsp + (saved.Length - 1 - index) * 8]);
         }
         else if (register == "rsp")
         {

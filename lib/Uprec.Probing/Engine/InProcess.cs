@@ -248,7 +248,7 @@ internal sealed unsafe class Drainer : IDisposable
         for (int i = 0; i < n; i++, seq++)
         {
             ulong commit = words[i * 4 + 3];
-            int id = (int)(commit & 0xffff);
+            int id = (int)(commit & 0xffff & ~(ulong)L.ReturnBit);
             if ((commit >> 16) != seq + 1 || id >= L.MaxProbes || _probes[id] is not Probe probe)
             {
                 // Not committed yet (reserved, being written) or garbage. Wait a couple of passes for the
@@ -262,6 +262,22 @@ internal sealed unsafe class Drainer : IDisposable
             }
             anyValid = true;
             long ns = _clock.ToNs(words[i * 4]);
+            if ((commit & L.ReturnBit) != 0)
+            {
+                // A return: the entry's TSC and rax. Only rows of a %return probe's own trampoline count;
+                // the duration is never negative, whatever the program wrote over its ring.
+                if (!probe.Spec.IsReturn) continue;
+                FlushBatch(ref batch, pid, tid, comm);
+                var values = new object?[probe.Spec.Args.Count + 1];
+                values[^1] = (long)words[i * 4 + 2];
+                var ret = new HitRecord
+                {
+                    TimeNs = ns, Pid = pid, Tid = tid, Kind = HitKind.Return, DurationNs = Math.Max(0, ns - _clock.ToNs(words[i * 4 + 1])),
+                    Comm = comm, ProbeId = id, Args = values,
+                };
+                _writer.Append(in ret);
+                continue;
+            }
             probe.InProcessRows++;
             if (probe.Spec.Args.Count == 0)
             {

@@ -17,6 +17,8 @@ internal sealed class TracedTask(int tid, TracedProcess process)
     public ulong RehijackAt { get; set; }
     /// <summary>The shadow stack of %return calls in flight, oldest first.</summary>
     public List<ReturnFrame> Frames { get; set; } = [];
+    /// <summary>In-process shadow entries whose original return addresses were put back for an unwinder, oldest first.</summary>
+    public List<ShadowEntry> RestoredInProcess { get; set; } = [];
     /// <summary>A signal that arrived while uprec held the task; delivered when it is resumed or detached.</summary>
     public int PendingSignal { get; set; }
 }

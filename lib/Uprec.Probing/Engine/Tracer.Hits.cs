@@ -28,6 +28,13 @@ internal sealed partial class Tracer
         }
         if (mm.HookTraps.TryGetValue(rip - 1, out Site? hook))
         {
+            if (hook.Kind == SiteKind.Probe)
+            {
+                // An entry trampoline whose thread's shadow stack is full asks for room.
+                DropAbandonedShadowEntries(task);
+                Resume(task, 0);
+                return true;
+            }
             // A guarded hook's own int3 (the site itself is a jmp now): its event, then on in the trampoline.
             if (hook.Kind == SiteKind.Exec) DrainAddressSpace(mm);
             else if (hook.IsLoaderEvent && !_ending) ScanMappings(task.Process);

@@ -32,7 +32,7 @@ internal sealed partial class Tracer
     {
         if (HitPath == HitPathMode.Trap) return "trap path requested (--hit-path trap)";
         if (!Fsgsbase) return "this CPU or kernel does not allow rdfsbase (no FSGSBASE in AT_HWCAP2)";
-        if (p.Spec.IsReturn) return "return probes take the trap path";
+        if (p.Spec.IsReturn && TrampolineFilter(p) is not null) return "return probes with per-hit filters take the trap path";
         if (p.Id >= L.MaxProbes) return $"more than {L.MaxProbes} probes";
         if (p.Spec.Args.Count > 2) return "more than two captures take the trap path";
         if (p.Spec.Args.Any(a => a.Type == ArgType.String)) return "string captures take the trap path";
@@ -240,25 +240,32 @@ internal sealed partial class Tracer
         PatchablePlan plan = site.Patch!;
         var probes = site.Probes.Select(p => new TrampolineProbe(p.Id, p.Spec.Args.Select(a => a.SourceRegister).ToList(),
             TrampolineFilter(p), TrampolineFields(p.Spec))).ToList();
-        int room = 512 + 160 * probes.Count;
-        ulong at = mm.TryTakeSpace(site.Address, room);
-        if (at == 0)
+        var returnIds = site.Probes.Where(p => p.Spec.IsReturn).Select(p => p.Id).ToList();
+        ReturnHijack? hijack = null;
+        if (site.Kind == SiteKind.Probe && returnIds.Count > 0)
         {
-            try { MapXolRegion(injector, site.Address); }
-            catch (ProbingException e)
+            // The site's own return trampoline, reached by ret: it needs no nearness, only room.
+            int returnRoom = 320 + 128 * returnIds.Count;
+            ulong returnAt = TakeTrampolineSpace(injector, site, returnRoom);
+            if (returnAt == 0) return null;
+            byte[] returnCode = TrampolineBuilder.BuildReturn(returnAt, mm.Area!.Table, returnIds);
+            if (returnCode.Length > returnRoom || !mm.Memory.TryWrite(returnAt, returnCode))
             {
-                GiveUpPatch(site, e.Message);
+                GiveUpPatch(site, "cannot write the return trampoline");
                 return null;
             }
-            at = mm.TryTakeSpace(site.Address, room);
+            hijack = new ReturnHijack(returnAt, SamePidNamespace(mm.Memory.Pid) ? Unistd.getpid() : 0);
         }
+        int room = 512 + 160 * probes.Count + (hijack is null ? 0 : 160);
+        ulong at = TakeTrampolineSpace(injector, site, room);
+        if (at == 0) return null;
         byte[] code;
         int tailOffset, trapOffset = -1;
         try
         {
             if (site.Kind == SiteKind.Probe)
-                (code, tailOffset) = TrampolineBuilder.Build(at, mm.Area!.Table, saveFlags: site.FlagsLive, probes,
-                    tail => PatchSiteAnalyzer.Relocate(plan, site.Address, tail));
+                (code, tailOffset, trapOffset) = TrampolineBuilder.Build(at, mm.Area!.Table, saveFlags: site.FlagsLive, probes,
+                    tail => PatchSiteAnalyzer.Relocate(plan, site.Address, tail), hijack);
             else
                 (code, trapOffset, tailOffset) = TrampolineBuilder.BuildGuardedHook(at, Unistd.getpid(),
                     tail => PatchSiteAnalyzer.Relocate(plan, site.Address, tail));
@@ -293,6 +300,21 @@ internal sealed partial class Tracer
             Drainer.AddProbe(p);
         }
         return at + (ulong)tailOffset;
+    }
+
+    /// <summary>Room for a trampoline in the out-of-line area within reach of the site (mapping more if needed); 0 when there is none.</summary>
+    private ulong TakeTrampolineSpace(TracedTask injector, Site site, int room)
+    {
+        AddressSpace mm = injector.Process.Mm;
+        ulong at = mm.TryTakeSpace(site.Address, room);
+        if (at != 0) return at;
+        try { MapXolRegion(injector, site.Address); }
+        catch (ProbingException e)
+        {
+            GiveUpPatch(site, e.Message);
+            return 0;
+        }
+        return mm.TryTakeSpace(site.Address, room);
     }
 
     /// <summary>
@@ -360,7 +382,14 @@ internal sealed partial class Tracer
         {
             TracedTask? owner = known.Owner;
             if (owner is null || !_tasks.ContainsKey(owner.Tid) || owner.Exiting || owner.Process.Mm != task.Process.Mm)
+            {
+                // A finished thread's calls in flight never return: its successor starts with an empty
+                // shadow stack. (A forked child's block has no owner yet and keeps its entries: its
+                // stack is a copy of the parent's, hijacked slots included.)
+                if (owner is not null && owner != task && owner.Process.Mm == task.Process.Mm)
+                    task.Process.Mm.Memory.TryWrite(known.Address + L.ShadowDepthOffset, new byte[8]);
                 known.Owner = task;
+            }
             return;
         }
         int entry = area.FreeEntryFor(fsBase);

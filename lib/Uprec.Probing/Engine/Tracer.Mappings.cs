@@ -37,6 +37,7 @@ internal sealed partial class Tracer
         if (_tasks.TryGetValue(process.Pid, out TracedTask? leader))
         {
             leader.Frames.Clear();
+            leader.RestoredInProcess.Clear();
             leader.Comm = ReadComm(process.Pid);
             RememberTask(leader);
         }

@@ -1,6 +1,7 @@
 using Uprec.Native;
 using Uprec.Symbols;
 using Uprec.Trace;
+using L = Uprec.Probing.Arch.InProcessLayout;
 
 namespace Uprec.Probing.Engine;
 
@@ -19,6 +20,9 @@ internal sealed class ReturnFrame(ulong slot, ulong originalReturn, List<Probe> 
 
     public ReturnFrame Copy() => new(Slot, OriginalReturn, Probes, EntryNs, TailCall) { Restored = Restored };
 }
+
+/// <summary>A %return call in flight on the in-process path, as its thread's shadow stack in the target holds it (InProcessLayout).</summary>
+internal readonly record struct ShadowEntry(ulong Slot, ulong Original, ulong Tsc, ulong Trampoline);
 
 /// <summary>
 /// Return probes on the trap path. At a probed entry the return address on the stack is replaced by
@@ -166,40 +170,159 @@ internal sealed partial class Tracer
         if (resume) Resume(task, 0);
     }
 
-    /// <summary>An unwinder is about to walk this thread's stack: give it the real return addresses.</summary>
-    private static void RestoreReturnAddresses(TracedTask task)
+    /// <summary>
+    /// An unwinder is about to walk this thread's stack: give it the real return addresses, of both
+    /// paths' frames. A slot holds a frame's trampoline only once every frame hijacked after it at the
+    /// same slot (a tail call, maybe on the other path) has put its original back: newest first,
+    /// until nothing changes. The in-process entries restored leave the thread's shadow stack and wait
+    /// in uprec for the catch (or the backtrace's return) that hijacks the live ones again. When
+    /// <paramref name="detaching"/>, the shadow stack is left as it is: a thread stopped inside a
+    /// trampoline may still need its entry, and a stale entry costs nothing.
+    /// </summary>
+    private void RestoreReturnAddresses(TracedTask task, bool detaching = false)
     {
         Span<byte> word = stackalloc byte[8];
         ulong trampoline = task.Process.Mm.ReturnTrampoline;
         ProcessMemory memory = task.Process.Mm.Memory;
+        ThreadBlock? block = ShadowBlock(task);
+        List<ShadowEntry> shadow = block is null ? [] : ReadShadow(memory, block);
+        var restored = new bool[shadow.Count];
+        for (bool changed = true; changed; )
+        {
+            changed = false;
+            for (int i = task.Frames.Count - 1; i >= 0; i--)
+            {
+                ReturnFrame f = task.Frames[i];
+                if (f.Restored || trampoline == 0 || ReadWord(memory, f.Slot) != trampoline) continue;
+                BitConverter.TryWriteBytes(word, f.OriginalReturn);
+                if (memory.TryWrite(f.Slot, word)) f.Restored = changed = true;
+            }
+            for (int i = shadow.Count - 1; i >= 0; i--)
+            {
+                if (restored[i] || ReadWord(memory, shadow[i].Slot) != shadow[i].Trampoline) continue;
+                BitConverter.TryWriteBytes(word, shadow[i].Original);
+                if (memory.TryWrite(shadow[i].Slot, word)) restored[i] = changed = true;
+            }
+        }
         // A slot that no longer holds the trampoline belongs to a frame longjmp abandoned; its memory
         // may be the program's data by now, so it is never written: the frame is just dropped.
-        task.Frames.RemoveAll(f => !f.Restored && ReadWord(memory, f.Slot) != trampoline);
-        foreach (ReturnFrame f in task.Frames)
+        task.Frames.RemoveAll(f => !f.Restored);
+        if (block is null || detaching) return;
+        for (int i = 0; i < shadow.Count; i++)
         {
-            if (f.Restored) continue;
-            BitConverter.TryWriteBytes(word, f.OriginalReturn);
-            memory.TryWrite(f.Slot, word);
-            f.Restored = true;
+            if (restored[i]) task.RestoredInProcess.Add(shadow[i]);
         }
+        WriteShadow(memory, block, []);
     }
 
-    /// <summary>A handler caught the exception: frames below it are gone; hijack the live ones again.</summary>
-    private static void RehijackAfterCatch(TracedTask task)
+    /// <summary>
+    /// A handler caught the exception: frames below it are gone; hijack the live ones again, oldest
+    /// first (the mirror of the restore). In-process entries go back under whatever the thread pushed since.
+    /// </summary>
+    private void RehijackAfterCatch(TracedTask task)
     {
         ulong rsp = Sys.GetRegs(task.Tid).rsp;
         ulong trampoline = task.Process.Mm.ReturnTrampoline;
+        ProcessMemory memory = task.Process.Mm.Memory;
         task.Frames.RemoveAll(f => f.Slot < rsp);
+        task.RestoredInProcess.RemoveAll(e => e.Slot < rsp);
+        List<ShadowEntry> waiting = task.RestoredInProcess;
+        var again = new bool[waiting.Count];
         Span<byte> word = stackalloc byte[8];
-        foreach (ReturnFrame f in task.Frames)
+        for (bool changed = true; changed; )
         {
-            if (!f.Restored) continue;
-            // Only if the slot still holds the address we put back: otherwise the frame is not what we think.
-            if (!task.Process.Mm.Memory.TryRead(f.Slot, word) || BitConverter.ToUInt64(word) != f.OriginalReturn) continue;
-            BitConverter.TryWriteBytes(word, trampoline);
-            if (task.Process.Mm.Memory.TryWrite(f.Slot, word)) f.Restored = false;
+            changed = false;
+            foreach (ReturnFrame f in task.Frames)
+            {
+                // Only if the slot still holds the address we put back: otherwise the frame is not what we think.
+                if (!f.Restored || trampoline == 0 || ReadWord(memory, f.Slot) != f.OriginalReturn) continue;
+                BitConverter.TryWriteBytes(word, trampoline);
+                if (memory.TryWrite(f.Slot, word)) { f.Restored = false; changed = true; }
+            }
+            for (int i = 0; i < waiting.Count; i++)
+            {
+                if (again[i] || ReadWord(memory, waiting[i].Slot) != waiting[i].Original) continue;
+                BitConverter.TryWriteBytes(word, waiting[i].Trampoline);
+                if (memory.TryWrite(waiting[i].Slot, word)) again[i] = changed = true;
+            }
         }
         task.Frames.RemoveAll(f => f.Restored);
+        var kept = waiting.Where((_, i) => again[i]).ToList();
+        waiting.Clear();
+        if (kept.Count == 0) return;
+        ThreadBlock? block = ShadowBlock(task);
+        List<ShadowEntry> current = block is null ? [] : ReadShadow(memory, block);
+        int excess = block is null ? kept.Count : Math.Max(0, kept.Count + current.Count - L.ShadowEntries);
+        // No room (or no block): the oldest return untimed, with its original address back.
+        for (int i = 0; i < excess; i++)
+        {
+            if (ReadWord(memory, kept[i].Slot) != kept[i].Trampoline) continue;
+            BitConverter.TryWriteBytes(word, kept[i].Original);
+            memory.TryWrite(kept[i].Slot, word);
+        }
+        if (block is not null) WriteShadow(memory, block, [.. kept.Skip(excess), .. current]);
+    }
+
+    /// <summary>
+    /// The entry trampoline found the thread's shadow stack full and stopped to ask: drop the entries
+    /// of frames that can no longer return through their trampoline (longjmp skipped them; a new call
+    /// wrote over their slot). A frame is live while its slot holds its trampoline, or holds another
+    /// live frame's trampoline whose original is this frame's (a tail call into it).
+    /// </summary>
+    private void DropAbandonedShadowEntries(TracedTask task)
+    {
+        if (ShadowBlock(task) is not ThreadBlock block) return;
+        ProcessMemory memory = task.Process.Mm.Memory;
+        List<ShadowEntry> shadow = ReadShadow(memory, block);
+        var live = new bool[shadow.Count];
+        for (bool changed = true; changed; )
+        {
+            changed = false;
+            for (int i = shadow.Count - 1; i >= 0; i--)
+            {
+                if (live[i]) continue;
+                ShadowEntry e = shadow[i];
+                bool holds = ReadWord(memory, e.Slot) == e.Trampoline
+                    || task.Frames.Any(f => f.Slot == e.Slot && !f.Restored && f.OriginalReturn == e.Trampoline)
+                    || shadow.Where((o, j) => live[j] && o.Slot == e.Slot && o.Original == e.Trampoline).Any();
+                if (holds) live[i] = changed = true;
+            }
+        }
+        WriteShadow(memory, block, shadow.Where((_, i) => live[i]).ToList());
+    }
+
+    /// <summary>The shadow stack of the block the thread uses (found by its fs base, as the trampolines find it).</summary>
+    private ThreadBlock? ShadowBlock(TracedTask task)
+    {
+        if (task.Process.Mm.Area is not InProcessArea area) return null;
+        return area.ByKey.GetValueOrDefault(Sys.GetRegs(task.Tid).fs_base);
+    }
+
+    /// <summary>The entries of a block's shadow stack, oldest first; a depth beyond the stack (scribbled) reads as full.</summary>
+    private static List<ShadowEntry> ReadShadow(ProcessMemory memory, ThreadBlock block)
+    {
+        var entries = new List<ShadowEntry>();
+        if (ReadWord(memory, block.Address + L.ShadowDepthOffset) is not ulong depth || depth == 0) return entries;
+        int n = (int)Math.Min(depth, L.ShadowEntries);
+        var bytes = new byte[n * L.ShadowEntrySize];
+        if (!memory.TryRead(block.Address + L.ShadowOffset, bytes)) return entries;
+        ReadOnlySpan<ulong> w = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(bytes);
+        for (int i = 0; i < n; i++)
+            entries.Add(new ShadowEntry(w[i * 4 + 0], w[i * 4 + 1], w[i * 4 + 2], w[i * 4 + 3]));
+        return entries;
+    }
+
+    /// <summary>Replaces a stopped thread's shadow stack: the entries first, then the depth.</summary>
+    private static void WriteShadow(ProcessMemory memory, ThreadBlock block, List<ShadowEntry> entries)
+    {
+        int n = Math.Min(entries.Count, L.ShadowEntries);
+        var w = new ulong[n * 4];
+        for (int i = 0; i < n; i++)
+        {
+            (w[i * 4], w[i * 4 + 1], w[i * 4 + 2], w[i * 4 + 3]) = (entries[i].Slot, entries[i].Original, entries[i].Tsc, entries[i].Trampoline);
+        }
+        if (n > 0) memory.TryWrite(block.Address + L.ShadowOffset, System.Runtime.InteropServices.MemoryMarshal.AsBytes(w.AsSpan()));
+        memory.TryWrite(block.Address + L.ShadowDepthOffset, BitConverter.GetBytes((ulong)n));
     }
 
     /// <summary>The 8 bytes at <paramref name="address"/>, or null when unreadable.</summary>
@@ -217,7 +340,7 @@ internal sealed partial class Tracer
     private void OnBacktrace(TracedTask task)
     {
         RestoreReturnAddresses(task);
-        if (task.Frames.Count == 0) return;
+        if (task.Frames.Count == 0 && task.RestoredInProcess.Count == 0) return;
         ulong rsp = Sys.GetRegs(task.Tid).rsp;
         if (ReadWord(task.Process.Mm.Memory, rsp) is not ulong back) return;
         if (InstallInternal(task.Process, back, SiteKind.Rehijack)) task.RehijackAt = back;
@@ -239,12 +362,14 @@ internal sealed partial class Tracer
     }
 
     /// <summary>Detach: every hijacked slot gets its original return address back (the program runs on untraced).</summary>
-    private static void RestoreAllReturnAddresses(IEnumerable<TracedTask> tasks)
+    private void RestoreAllReturnAddresses(IEnumerable<TracedTask> tasks)
     {
         foreach (TracedTask t in tasks)
         {
-            RestoreReturnAddresses(t);
+            // Frames restored for an unwinder or backtrace already hold their original addresses.
+            RestoreReturnAddresses(t, detaching: true);
             t.Frames.Clear();
+            t.RestoredInProcess.Clear();
         }
     }
 }

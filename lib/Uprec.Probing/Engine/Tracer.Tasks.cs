@@ -97,7 +97,11 @@ internal sealed partial class Tracer
         }
         task.Comm = creation.Parent.Comm;
         // A forked child returns through the same stack, hijacked slots included.
-        if (!sameProcess) task.Frames = creation.Parent.Frames.Select(f => f.Copy()).ToList();
+        if (!sameProcess)
+        {
+            task.Frames = creation.Parent.Frames.Select(f => f.Copy()).ToList();
+            task.RestoredInProcess = [.. creation.Parent.RestoredInProcess];
+        }
         RememberTask(task, status);
         return task;
     }
