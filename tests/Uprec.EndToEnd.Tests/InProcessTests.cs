@@ -251,10 +251,12 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
             $"Count {scrib.Count} - Lost {scrib.Lost} must be the rows of 'scrib', the trace has {r.EntryRows("scrib")}");
     }
 
-    [Fact]
-    public async Task A_program_whose_tracer_is_killed_while_attached_finishes_with_its_own_checksum()
+    [Theory]
+    [InlineData("kwork")]
+    [InlineData("kwork%return")] // return trampolines go on working without uprec
+    public async Task A_program_whose_tracer_is_killed_while_attached_finishes_with_its_own_checksum(string probe)
     {
-        AttachedRun run = await AttachThenSignal("KILL", "killed.parquet");
+        AttachedRun run = await AttachThenSignal("KILL", "killed.parquet", probe);
 
         Assert.True(run.Program.ExitCode == 0, $"the program did not survive its tracer's SIGKILL: {run.Program}");
         GroundTruth traced = GroundTruth.Parse(run.Program.Stdout);
@@ -309,10 +311,12 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
     /// trampoline at that moment): the bytes are restored, the program finishes with its own
     /// checksum, and the trace holds what was recorded until then.
     /// </summary>
-    [Fact]
-    public async Task Detaching_while_threads_run_through_the_trampoline_leaves_the_program_intact()
+    [Theory]
+    [InlineData("kwork")]
+    [InlineData("kwork%return")] // hijacked return addresses are put back at detach
+    public async Task Detaching_while_threads_run_through_the_trampoline_leaves_the_program_intact(string probe)
     {
-        AttachedRun run = await AttachThenSignal("INT", "detached.parquet");
+        AttachedRun run = await AttachThenSignal("INT", "detached.parquet", probe);
 
         Assert.True(run.TracerExitCode == 0, $"uprec exited {run.TracerExitCode} after SIGINT: {run.TracerStderr}");
         Assert.True(run.Program.ExitCode == 0, $"the program did not survive the detach: {run.Program}");
@@ -326,7 +330,14 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
         AssertHitPath(kwork, "inprocess");
         Assert.InRange(kwork.Count, 1, traced.Count("kwork"));
         Assert.InRange(kwork.Lost, 0, kwork.Count);
-        Assert.Equal(kwork.Count, Uprec.ReportOf(run.TraceFile).Count("kwork"));
+        ProbeSummary reported = Uprec.ReportOf(run.TraceFile).Probe("kwork");
+        Assert.Equal(kwork.Count, reported.Count);
+        if (probe.EndsWith("%return", StringComparison.Ordinal))
+        {
+            // Calls in flight at the detach return untimed; every other kept entry has its return.
+            Assert.True(reported.Latency is { Count: > 0 } l && l.Count <= kwork.Count - kwork.Lost,
+                $"kwork%return: {reported.Latency?.Count} returns timed of {kwork.Count} calls ({kwork.Lost} lost)");
+        }
     }
 
     /// <summary>What an attach-then-signal run left: the program's own result and uprec's.</summary>
@@ -337,7 +348,7 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
     /// sees kwork patched, waits 0.5 s (hits flow through the trampoline, rings start filling)
     /// and sends SIGNAL to uprec alone, then waits for both to end.
     /// </summary>
-    private async Task<AttachedRun> AttachThenSignal(string signal, string traceName)
+    private async Task<AttachedRun> AttachThenSignal(string signal, string traceName, string probe)
     {
         string binary = programs.Path("inproc_kill");
         // 4000 rounds of a batch and a 1 ms sleep on each of 2 threads: about 4 s. Traced, the
@@ -360,7 +371,7 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
             var patched = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
             Task<string> stderr = ReadStderrNoting(target, "patched round ", patched);
 
-            tracer = Uprec.Start(["record", "-p", target.Id.ToString(CultureInfo.InvariantCulture), "-o", trace, "-e", $"{binary}:kwork"]);
+            tracer = Uprec.Start(["record", "-p", target.Id.ToString(CultureInfo.InvariantCulture), "-o", trace, "-e", $"{binary}:{probe}"]);
             tracer.StandardInput.Close();
             _ = tracer.StandardOutput.ReadToEndAsync();
             Task<string> tracerErr = tracer.StandardError.ReadToEndAsync();

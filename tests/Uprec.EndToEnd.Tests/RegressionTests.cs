@@ -169,6 +169,8 @@ public sealed class RegressionTests(RegressionPrograms programs) : IClassFixture
 
     private static void AssertCallsAndReturns(Recording r, string function)
     {
+        var path = Uprec.HitPaths(r.TraceFile)[function];
+        Assert.True(path.Path == "inprocess", $"{function}: hit path {path.Path} ({path.Reason}), expected inprocess (the default)");
         ProbeSummary probe = r.Report.Probe(function);
         Assert.True(r.Truth.Count(function) == probe.Count, $"{function}: calls {r.Truth.Count(function)}, report {probe.Count}");
         Assert.True(probe.Latency is not null, $"{function}%return has no latency_ns in the report");

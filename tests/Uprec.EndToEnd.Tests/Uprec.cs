@@ -91,11 +91,11 @@ public static class Uprec
     /// the trace can be reported.
     /// </summary>
     public static Recording Record(TempDirectory dir, IEnumerable<string> probeSpecs, string program, string[]? args = null,
-        string stdin = "", int expectedExitCode = 0, bool sameStdout = true)
+        string stdin = "", int expectedExitCode = 0, bool sameStdout = true, string[]? options = null)
     {
         args ??= [];
         string trace = dir.File($"trace-{Guid.NewGuid():N}.parquet");
-        List<string> uprecArgs = ["record", "-o", trace];
+        List<string> uprecArgs = ["record", "-o", trace, .. options ?? []];
         foreach (string spec in probeSpecs)
         {
             uprecArgs.AddRange(["-e", spec]);
@@ -117,6 +117,13 @@ public static class Uprec
 
         Report report = ReportOf(trace);
         return new Recording(traced, untraced, report, GroundTruth.Parse(traced.Stdout, traced.Stderr), trace);
+    }
+
+    /// <summary>The hit path the trace's metadata gives each probe, by name, with the reason.</summary>
+    public static IReadOnlyDictionary<string, (string Path, string? Reason)> HitPaths(string trace)
+    {
+        using global::Uprec.Trace.TraceReader reader = global::Uprec.Trace.TraceReader.Open(trace);
+        return reader.Metadata.Probes.ToDictionary(p => p.Name, p => (p.HitPath, p.HitPathReason));
     }
 }
 

@@ -266,27 +266,33 @@ internal sealed partial class Tracer
     /// <summary>
     /// The entry trampoline found the thread's shadow stack full and stopped to ask: drop the entries
     /// of frames that can no longer return through their trampoline (longjmp skipped them; a new call
-    /// wrote over their slot). A frame is live while its slot holds its trampoline, or holds another
-    /// live frame's trampoline whose original is this frame's (a tail call into it).
+    /// wrote over their slot). Per slot, newest first: the newest live frame's trampoline is what the
+    /// slot holds, and an older one is live only if a live newer one returns into its trampoline (a
+    /// tail call; trap-path frames at the slot may be links of that chain). So repeated longjmps out
+    /// of the same call chain, which leave many entries for one slot, keep at most the true one.
     /// </summary>
     private void DropAbandonedShadowEntries(TracedTask task)
     {
         if (ShadowBlock(task) is not ThreadBlock block) return;
         ProcessMemory memory = task.Process.Mm.Memory;
+        ulong trampoline = task.Process.Mm.ReturnTrampoline;
         List<ShadowEntry> shadow = ReadShadow(memory, block);
         var live = new bool[shadow.Count];
-        for (bool changed = true; changed; )
+        var expected = new Dictionary<ulong, ulong>();
+        var trapChain = task.Frames.Where(f => !f.Restored).GroupBy(f => f.Slot)
+            .ToDictionary(g => g.Key, g => new Stack<ReturnFrame>(g));
+        for (int i = shadow.Count - 1; i >= 0; i--)
         {
-            changed = false;
-            for (int i = shadow.Count - 1; i >= 0; i--)
+            ShadowEntry e = shadow[i];
+            if (!expected.TryGetValue(e.Slot, out ulong holds)) holds = ReadWord(memory, e.Slot) ?? 0;
+            while (trampoline != 0 && holds == trampoline && trapChain.TryGetValue(e.Slot, out var chain) && chain.Count > 0)
+                holds = chain.Pop().OriginalReturn;
+            if (holds == e.Trampoline)
             {
-                if (live[i]) continue;
-                ShadowEntry e = shadow[i];
-                bool holds = ReadWord(memory, e.Slot) == e.Trampoline
-                    || task.Frames.Any(f => f.Slot == e.Slot && !f.Restored && f.OriginalReturn == e.Trampoline)
-                    || shadow.Where((o, j) => live[j] && o.Slot == e.Slot && o.Original == e.Trampoline).Any();
-                if (holds) live[i] = changed = true;
+                live[i] = true;
+                holds = e.Original;
             }
+            expected[e.Slot] = holds;
         }
         WriteShadow(memory, block, shadow.Where((_, i) => live[i]).ToList());
     }
