@@ -432,7 +432,12 @@ public static class TrampolineBuilder
                 i => { if (i == 0) a.mov(rdx, r8); else a.mov(rdx, __qword_ptr[rsp + raxAt]); });
         }
         for (int i = saved.Length - 1; i >= 0; i--) a.pop(Register(saved[i])!.Value);
-        a.ret();
+        // Not ret: the return stack buffer already mispredicted the return that brought the thread
+        // here and is one entry off, so a ret would mispredict again; an indirect jmp from this site
+        // is predicted by its own history. The slot is below rsp once jumped from, but the kernel
+        // puts signal frames below the 128-byte red zone, so nothing can overwrite it in between.
+        a.lea(rsp, __[rsp + 8]);
+        a.jmp(__qword_ptr[rsp - 8]);
         a.Label(ref lost);
         a.int3();
 
