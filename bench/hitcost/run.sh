@@ -43,7 +43,8 @@
 #                  run costs more than 1 us per hit (e.g. %return probes while they take the trap path)
 #   UFTRACE_CALLS  calls per thread for uftrace (default 1000000; its trace grows ~32 bytes per call)
 #   FEW_CALLS      calls per thread of the "ring not full" row (default 50000; uprec's rings hold
-#                  65536 samples per thread)
+#                  65536 samples per thread; entry+return columns use half, as each call writes
+#                  an entry and a return record, and half the warm-up too)
 #   WARMUP_CALLS   its untimed calls per thread before them (default 65536: a ring's worth, so
 #                  every ring page is touched and, unless the drain falls behind, nothing dropped)
 #   IDLE_TRACER=1  adds the row `uprec --hit-path trap --idle-tracer`
@@ -66,6 +67,7 @@ slow_calls="${SLOW_CALLS:-100000}"
 uftrace_calls="${UFTRACE_CALLS:-1000000}"
 few_calls="${FEW_CALLS:-50000}"
 warmup_calls="${WARMUP_CALLS:-65536}"
+warm=$warmup_calls
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 work="$(mktemp -d /tmp/uprec-hitcost.XXXXXX)"
@@ -160,8 +162,8 @@ run_row() {
         untraced) "$bin" "$n" "$threads" ;;
         untraced_fentry) "$uftrace_bin" "$n" "$threads" ;;
         uprec) "$UPREC" record -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" ;;
-        few) "$UPREC" record -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" "$warmup_calls" ;;
-        untraced_warm) "$bin" "$n" "$threads" "$warmup_calls" ;;
+        few) "$UPREC" record -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" "$warm" ;;
+        untraced_warm) "$bin" "$n" "$threads" "$warm" ;;
         trap) "$UPREC" record --hit-path trap -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" ;;
         idle) "$UPREC" record --hit-path trap --idle-tracer -o "$out/trace.parquet" -e "$bin:$spec" -- "$bin" "$n" "$threads" ;;
         filtered) "$UPREC" record -o "$out/trace.parquet" -e "$bin:$spec" --filter 'comm == "no-such-comm"' \
@@ -214,7 +216,11 @@ measure_row() {
         case "$row" in
             trap | idle | perf) n=$slow_calls ;;
             uftrace) n=$uftrace_calls ;;
-            few) n=$few_calls ;;
+            few)
+                # A call of a %return probe writes two records: half the calls fill the ring as much.
+                n=$few_calls warm=$warmup_calls
+                if [ "$mode" = return ]; then n=$((few_calls / 2)) warm=$((warmup_calls / 2)); fi
+                ;;
             *)
                 n=$calls
                 local probe

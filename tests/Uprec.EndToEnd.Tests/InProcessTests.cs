@@ -11,7 +11,8 @@ namespace Uprec.EndToEnd.Tests;
 /// </summary>
 public sealed class InProcessPrograms : IDisposable
 {
-    private static readonly string[] Sources = ["inproc_hot2.c", "inproc_scribble.c", "inproc_kill.c", "inproc_churn.c", "inproc_fork.c", "inproc_hooks.c"];
+    private static readonly string[] Sources = ["inproc_hot2.c", "inproc_scribble.c", "inproc_kill.c", "inproc_churn.c", "inproc_fork.c", "inproc_hooks.c",
+        "inproc_throw.cpp"];
 
     private readonly TempDirectory _build = new("uprec-e2e-inproc");
 
@@ -21,10 +22,11 @@ public sealed class InProcessPrograms : IDisposable
         {
             List<string> args = ["-O2", "-g", "-Wall", "-fPIE", "-pie", "-o", Path(System.IO.Path.GetFileNameWithoutExtension(source)),
                 System.IO.Path.Combine(Paths.TestData, source), "-pthread", "-ldl"];
-            ProcessResult result = Processes.Run("gcc", args);
+            string compiler = source.EndsWith(".cpp", StringComparison.Ordinal) ? "g++" : "gcc";
+            ProcessResult result = Processes.Run(compiler, args);
             if (result.ExitCode != 0)
             {
-                throw new InvalidOperationException($"gcc {string.Join(' ', args)} failed:\n{result}");
+                throw new InvalidOperationException($"{compiler} {string.Join(' ', args)} failed:\n{result}");
             }
         }
     }
@@ -337,6 +339,57 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
             // Calls in flight at the detach return untimed; every other kept entry has its return.
             Assert.True(reported.Latency is { Count: > 0 } l && l.Count <= kwork.Count - kwork.Lost,
                 $"kwork%return: {reported.Latency?.Count} returns timed of {kwork.Count} calls ({kwork.Lost} lost)");
+        }
+    }
+
+    /// <summary>
+    /// C++ exceptions thrown through a %return-probed frame, and backtrace() called inside it, after
+    /// uprec is gone: the frame's return address is uprec's return trampoline, which the unwinder
+    /// cannot walk (std::terminate). While uprec lives it puts the real addresses back at its unwinder
+    /// hooks; after a SIGKILL the hooks (guarded jumps) do it themselves, and after a detach (SIGINT)
+    /// nothing is hijacked any more. Either way the program catches every throw and every backtrace
+    /// finds every frame, exactly as untraced.
+    /// </summary>
+    [Theory]
+    [InlineData("KILL")]
+    [InlineData("INT")]
+    public async Task Throws_and_backtraces_through_a_return_probed_frame_after_the_tracer_is_gone(string signal)
+    {
+        string binary = programs.Path("inproc_throw");
+        ProcessResult alone = Processes.Run(binary, ["2000", "nowait"]);
+        Assert.True(alone.ExitCode == 0, $"the program itself misbehaved untraced: {alone}");
+        GroundTruth untraced = GroundTruth.Parse(alone.Stdout);
+
+        using Process target = Process.Start(Processes.StartInfo(binary, ["2000"]))!;
+        target.StandardInput.Close();
+        Process? tracer = null;
+        try
+        {
+            Assert.Equal($"ready {target.Id}", await target.StandardOutput.ReadLineAsync().WaitAsync(Processes.Limit));
+            tracer = Uprec.Start(["record", "-p", target.Id.ToString(CultureInfo.InvariantCulture), "-o", _dir.File($"throw-{signal}.parquet"),
+                "-e", $"{binary}:tw_middle%return"]);
+            tracer.StandardInput.Close();
+            _ = tracer.StandardOutput.ReadToEndAsync();
+            Task<string> tracerErr = tracer.StandardError.ReadToEndAsync();
+            Assert.Equal("patched", await target.StandardOutput.ReadLineAsync().WaitAsync(Processes.Limit));
+            // Return trampolines at work: the program calls tw_middle all the while.
+            await Task.Delay(TimeSpan.FromMilliseconds(300));
+            if (signal == "KILL") tracer.Kill();
+            else Processes.Signal(tracer.Id, signal);
+            Assert.True(tracer.WaitForExit(Processes.Limit), $"uprec did not end after SIG{signal}");
+            if (signal == "INT") Assert.True(tracer.ExitCode == 0, $"uprec exited {tracer.ExitCode} after SIGINT: {Peek(tracerErr)}");
+            Processes.Signal(target.Id, "USR1");
+            ProcessResult finished = Processes.Finish(target, target.StandardOutput.ReadToEndAsync(), target.StandardError.ReadToEndAsync(), "inproc_throw");
+            Assert.True(finished.ExitCode == 0, $"the program did not survive throwing after its tracer's SIG{signal}: {finished}");
+            GroundTruth truth = GroundTruth.Parse(finished.Stdout);
+            Assert.Equal(untraced.Fact("caught"), truth.Fact("caught"));
+            Assert.Equal(untraced.Fact("frames"), truth.Fact("frames"));
+            Assert.Equal(untraced.Fact("checksum"), truth.Fact("checksum"));
+        }
+        finally
+        {
+            if (tracer is { HasExited: false }) tracer.Kill();
+            if (!target.HasExited) target.Kill();
         }
     }
 

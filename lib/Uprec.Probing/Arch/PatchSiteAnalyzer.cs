@@ -420,6 +420,8 @@ public static class PatchSiteAnalyzer
             if (index > 0 && IsFixedPointerLoad(code[index - 1], jump.MemoryBase))
                 return true;
         }
+        if (jump.Op0Kind == OpKind.Register && SwitchesStack(code, index))
+            return true;
         if (index == 0 || !IsEpilogue(code[index - 1]))
             return false;
         if (jump.Op0Kind == OpKind.Register)
@@ -438,6 +440,28 @@ public static class PatchSiteAnalyzer
             }
         }
         return true;
+    }
+
+    /// <summary>
+    /// <c>mov rsp,r</c> within the two instructions before a register jump (libgcc's uw_install_context:
+    /// <c>mov rsp,rcx; pop rcx; jmp rcx</c>, the unwinder landing in a handler's frame): the jump leaves
+    /// on another stack, to another frame, as a longjmp does. A dispatch inside this function still needs
+    /// its own frame, so it never replaces rsp wholesale first.
+    /// </summary>
+    static bool SwitchesStack(List<Instruction> code, int index)
+    {
+        for (int j = index - 1; j >= 0 && j >= index - 2; j--)
+        {
+            var prior = code[j];
+            if (prior.Code == Code.Mov_r64_rm64 || prior.Code == Code.Mov_rm64_r64)
+            {
+                if (prior.Op0Kind == OpKind.Register && prior.Op0Register == Register.RSP && prior.Op1Kind == OpKind.Register)
+                    return true;
+            }
+            if (prior.FlowControl != FlowControl.Next)
+                return false;
+        }
+        return false;
     }
 
     // mov r64,[rip+x]: one fixed slot (a GOT entry or a global), not a table indexed by a computed value.

@@ -116,32 +116,38 @@ public static class TrampolineBuilder
     }
 
     /// <summary>
-    /// A trampoline for one of uprec's own hooks (the loader's _dl_debug_state, libc's execve): it stops
-    /// (int3) only while uprec is alive, so a program whose tracer was SIGKILLed never dies of a
-    /// SIGTRAP at its next dlopen or exec. Whether uprec lives is kill(pid, 0): anything but ESRCH
-    /// (EPERM: uprec runs as another user) means it does. Costs one syscall per hook hit, and hooks
-    /// are rare events. Everything is saved, flags included (the kernel's return from syscall
-    /// clobbers rcx and r11).
+    /// A trampoline for one of uprec's own hooks (the loader's _dl_debug_state, libc's execve, the
+    /// unwinder's entries): it stops (int3) only while the thread is traced (EmitIsTraced), so a program
+    /// whose tracer was SIGKILLed never dies of a SIGTRAP at its next dlopen, exec or throw. Costs a
+    /// few syscalls per hook hit, and hooks are rare events. Everything is saved, flags included (the
+    /// kernel's return from syscall clobbers rcx and r11).
     /// </summary>
     /// <returns>The code, the offset of its int3 (where a stop reports rip - 1), and the offset of the tail.</returns>
-    public static (byte[] Code, int TrapOffset, int TailOffset) BuildGuardedHook(ulong at, int tracerPid, Func<ulong, byte[]> relocateTail)
+    /// <param name="restoreTable">For the unwinder's entries: the thread table. When uprec is gone, the
+    /// hook itself puts the thread's in-process return addresses back (uprec did it at the stop), so
+    /// a throw or a backtrace after a SIGKILLed uprec still finds real frames.</param>
+    public static (byte[] Code, int TrapOffset, int TailOffset) BuildGuardedHook(ulong at, int tracerPid, Func<ulong, byte[]> relocateTail,
+        ulong restoreTable = 0)
     {
-        string[] saved = ["rax", "rcx", "rdx", "rsi", "rdi", "r11"];
         var a = new Assembler(64);
-        Label skip = a.CreateLabel(), trap = a.CreateLabel();
+        Label skip = a.CreateLabel(), trap = a.CreateLabel(), done = a.CreateLabel();
         a.lea(rsp, __[rsp - 128]);
         a.pushfq();
-        foreach (string r in saved) a.push(Register(r)!.Value);
-        a.mov(eax, 62);                        // kill(tracerPid, 0)
-        a.mov(edi, tracerPid);
-        a.xor(esi, esi);
-        a.syscall();
-        a.cmp(rax, -3);                        // -ESRCH: uprec is gone
-        a.je(skip);
+        foreach (string r in GuardSaved) a.push(Register(r)!.Value);
+        EmitIsTraced(a, tracerPid);
+        a.test(eax, eax);
+        a.jz(skip);
         a.Label(ref trap);
         a.int3();
+        // After uprec's stop the thread's shadow stack is empty (uprec took the entries it restored),
+        // so the restore below finds nothing to do; but if uprec was killed during the stop, before
+        // it restored anything, the thread resumes here untraced and must restore for itself.
+        if (restoreTable == 0) a.jmp(done);
         a.Label(ref skip);
-        for (int i = saved.Length - 1; i >= 0; i--) a.pop(Register(saved[i])!.Value);
+        if (restoreTable != 0) EmitRestoreShadow(a, restoreTable);
+        else a.nop(); // Iced allows one label per instruction
+        a.Label(ref done);
+        for (int i = GuardSaved.Length - 1; i >= 0; i--) a.pop(Register(GuardSaved[i])!.Value);
         a.popfq();
         a.lea(rsp, __[rsp + 128]);
         var writer = new CodeBuffer();
@@ -150,6 +156,133 @@ public static class TrampolineBuilder
         int trapOffset = (int)(result.GetLabelRIP(trap) - at);
         byte[] tail = relocateTail(at + (ulong)head.Length);
         return ([.. head, .. tail], trapOffset, head.Length);
+    }
+
+    /// <summary>
+    /// eax = 1 while the thread is traced, else 0; every other register is kept (flags are not). The
+    /// question is TracerPid in /proc/self/status, not whether uprec's pid exists: a SIGKILLed uprec
+    /// stays a zombie until its parent reaps it, and kill(pid, 0) still succeeds then, but the kernel
+    /// unlinked its tracees before that, so an int3 would kill the program. Where /proc cannot be read,
+    /// kill(tracerPid, 0) answers (ESRCH: gone). Three syscalls and a 2 KB buffer on the stack: for
+    /// rare events only (hooks, a full shadow stack). TracerPid is 0 when the tracer lives in another
+    /// pid namespace, which is why guarded code is built only for a tracer in the program's own.
+    /// </summary>
+    private static void EmitIsTraced(Assembler a, int tracerPid)
+    {
+        Label path = a.CreateLabel(), afterPath = a.CreateLabel(), viaKill = a.CreateLabel(), scan = a.CreateLabel(),
+            found = a.CreateLabel(), no = a.CreateLabel(), yes = a.CreateLabel(), end = a.CreateLabel();
+        string[] kept = ["rcx", "rdx", "rsi", "rdi", "r8", "r11"];
+        const int Buffer = 2048;
+        a.jmp(afterPath);
+        a.Label(ref path);
+        a.db("/proc/self/status\0"u8.ToArray());
+        a.Label(ref afterPath);
+        foreach (string r in kept) a.push(Register(r)!.Value);
+        a.sub(rsp, Buffer);
+        a.mov(eax, 2);                         // open(path, O_RDONLY | O_CLOEXEC)
+        a.lea(rdi, __[path]);
+        a.mov(esi, 0x80000);
+        a.xor(edx, edx);
+        a.syscall();
+        a.test(rax, rax);
+        a.js(viaKill);
+        a.mov(r8, rax);
+        a.mov(rdi, rax);                       // read(fd, buffer, Buffer - 1)
+        a.mov(rsi, rsp);
+        a.mov(edx, Buffer - 1);
+        a.xor(eax, eax);
+        a.syscall();
+        a.mov(rdx, rax);                       // rdx = bytes read (syscalls keep rdx)
+        a.mov(eax, 3);                         // close(fd)
+        a.mov(rdi, r8);
+        a.syscall();
+        a.test(rdx, rdx);
+        a.jle(viaKill);
+        a.mov(rax, BitConverter.ToUInt64("TracerPi"u8));
+        a.xor(ecx, ecx);
+        a.Label(ref scan);
+        a.lea(rsi, __[rcx + 13]);              // "TracerPid:\t" and two more bytes must be there
+        a.cmp(rsi, rdx);
+        a.ja(viaKill);
+        a.cmp(__qword_ptr[rsp + rcx], rax);
+        a.je(found);
+        a.inc(rcx);
+        a.jmp(scan);
+        a.Label(ref found);
+        a.cmp(__byte_ptr[rsp + rcx + 11], (byte)'0');
+        a.jne(yes);
+        a.cmp(__byte_ptr[rsp + rcx + 12], (byte)'\n');
+        a.jne(yes);
+        a.jmp(no);
+        a.Label(ref viaKill);
+        if (tracerPid > 0)
+        {
+            a.mov(eax, 62);                    // kill(tracerPid, 0)
+            a.mov(edi, tracerPid);
+            a.xor(esi, esi);
+            a.syscall();
+            a.cmp(rax, -3);                    // -ESRCH: uprec is gone
+            a.jne(yes);
+        }
+        a.Label(ref no);
+        a.xor(eax, eax);
+        a.jmp(end);
+        a.Label(ref yes);
+        a.mov(eax, 1);
+        a.Label(ref end);
+        a.add(rsp, Buffer);
+        for (int i = kept.Length - 1; i >= 0; i--) a.pop(Register(kept[i])!.Value);
+    }
+
+    /// <summary>Registers a guarded hook saves (the syscalls clobber rcx and r11; the restore loop uses r8-r10).</summary>
+    private static readonly string[] GuardSaved = ["rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11"];
+
+    /// <summary>How far below the hooked function's entry rsp is at a guarded hook's int3.</summary>
+    public static readonly int GuardedHookFrame = 128 + 8 + GuardSaved.Length * 8;
+
+    /// <summary>
+    /// Newest first, every shadow entry of this thread whose slot still holds its trampoline gets its
+    /// original return address back; the entries stay (their frames now return directly, so each is
+    /// stale and never matched again). A slot is read only after mincore says its page is mapped: a
+    /// coroutine's stack may be gone with a frame still on it. A failing mincore (seccomp) leaves the
+    /// frame hijacked. Runs only when uprec is gone: rare, so a syscall per entry is fine.
+    /// </summary>
+    private static void EmitRestoreShadow(Assembler a, ulong threadTable)
+    {
+        Label found = a.CreateLabel(), end = a.CreateLabel(), loop = a.CreateLabel();
+        EmitLookup(a, threadTable, found, end);
+        a.Label(ref found);
+        a.mov(r8, __qword_ptr[rdi + 8]);       // r8 = the block
+        a.mov(r9, __qword_ptr[r8 + InProcessLayout.ShadowDepthOffset]);
+        a.mov(eax, InProcessLayout.ShadowEntries);
+        a.cmp(r9, rax);
+        a.cmova(r9, rax);
+        a.Label(ref loop);
+        a.test(r9, r9);
+        a.jz(end);
+        a.dec(r9);
+        a.mov(r10, r9);
+        a.shl(r10, 5);
+        a.add(r10, r8);                        // r10 = the entry - ShadowOffset
+        a.mov(rdi, __qword_ptr[r10 + InProcessLayout.ShadowOffset + InProcessLayout.ShadowSlot]);
+        a.and(rdi, -4096);
+        a.mov(esi, 1);
+        a.lea(rdx, __[rsp - 8]);               // mincore's one byte: below rsp, above where signal frames go
+        a.mov(eax, 27);                        // mincore(page, 1, vec): -ENOMEM when unmapped
+        a.syscall();
+        a.test(rax, rax);
+        a.jnz(loop);
+        a.mov(rdi, __qword_ptr[r10 + InProcessLayout.ShadowOffset + InProcessLayout.ShadowSlot]);
+        a.test(dil, 7);                        // slots are rsp values: 8-aligned, never across a page
+        a.jnz(loop);
+        a.mov(rax, __qword_ptr[rdi]);
+        a.cmp(rax, __qword_ptr[r10 + InProcessLayout.ShadowOffset + InProcessLayout.ShadowTrampoline]);
+        a.jne(loop);
+        a.mov(rax, __qword_ptr[r10 + InProcessLayout.ShadowOffset + InProcessLayout.ShadowOriginal]);
+        a.mov(__qword_ptr[rdi], rax);
+        a.jmp(loop);
+        a.Label(ref end);
+        a.nop();
     }
 
     private const RflagsBits StatusFlags = RflagsBits.OF | RflagsBits.SF | RflagsBits.ZF | RflagsBits.AF | RflagsBits.CF | RflagsBits.PF;
@@ -314,7 +447,7 @@ public static class TrampolineBuilder
     /// and writes the trampoline over the return address, last: until then the call returns normally.
     /// The depth is published before the hijack and after the entry, so a signal handler's probed calls
     /// in between push above it and pop before this code goes on. A full shadow stack (or a scribbled
-    /// depth) asks uprec, while it lives, to drop abandoned entries, then tries once more; still full,
+    /// depth) asks uprec, while it traces the thread, to drop abandoned entries, then tries once more; still full,
     /// the call is counted but not timed. Uses rax, rcx, rdx, rsi; rdi = the block.
     /// </summary>
     /// <returns>The label of the int3 that asks uprec.</returns>
@@ -345,16 +478,9 @@ public static class TrampolineBuilder
         {
             a.jmp(skip); // uprec cannot be asked (another pid namespace): the call is not timed
         }
-        a.push(rdi);
-        a.push(r11);
-        a.mov(eax, 62);                        // kill(tracerPid, 0): is uprec there to ask?
-        a.mov(edi, hijack.TracerPid);
-        a.xor(esi, esi);
-        a.syscall();
-        a.pop(r11);
-        a.pop(rdi);
-        a.cmp(rax, -3);                        // -ESRCH: uprec is gone
-        a.je(skip);
+        EmitIsTraced(a, hijack.TracerPid);   // is uprec there to ask?
+        a.test(eax, eax);
+        a.jz(skip);
         a.Label(ref trap);
         a.int3();                              // uprec drops the entries of abandoned frames
         a.mov(rcx, __qword_ptr[rdi + InProcessLayout.ShadowDepthOffset]);

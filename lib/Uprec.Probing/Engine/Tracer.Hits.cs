@@ -36,8 +36,8 @@ internal sealed partial class Tracer
                 return true;
             }
             // A guarded hook's own int3 (the site itself is a jmp now): its event, then on in the trampoline.
-            if (hook.Kind == SiteKind.Exec) DrainAddressSpace(mm);
-            else if (hook.IsLoaderEvent && !_ending) ScanMappings(task.Process);
+            OnHook(task, hook, Sys.GetRegs(task.Tid).rsp + (ulong)TrampolineBuilder.GuardedHookFrame);
+            if (hook.IsLoaderEvent && !_ending) ScanMappings(task.Process);
             TryPromote(task, null);
             Resume(task, 0);
             return true;
@@ -52,11 +52,7 @@ internal sealed partial class Tracer
         }
         long now = Sys.MonotonicNs();
         if (site.Probes.Count > 0) RecordEntry(task, site, now);
-        if (site.Kind == SiteKind.Unwind) RestoreReturnAddresses(task);
-        else if (site.Kind == SiteKind.Catch) RehijackAfterCatch(task);
-        else if (site.Kind == SiteKind.Backtrace) OnBacktrace(task);
-        else if (site.Kind == SiteKind.Rehijack) OnRehijack(task, site);
-        else if (site.Kind == SiteKind.Exec) DrainAddressSpace(task.Process.Mm);
+        OnHook(task, site, Sys.GetRegs(task.Tid).rsp);
         if (site.IsLoaderEvent && !_ending) ScanMappings(task.Process);
         // Before the task moves on: if its own site is patched now, it continues in the trampoline.
         bool moved = !site.Removed && TryPromote(task, site);
@@ -64,6 +60,19 @@ internal sealed partial class Tracer
         else if (!moved) ContinuePastSite(task, site);
         Resume(task, 0);
         return true;
+    }
+
+    /// <summary>What one of uprec's own hooks does at its stop; <paramref name="entryRsp"/> is rsp at the hooked function's entry.</summary>
+    private void OnHook(TracedTask task, Site site, ulong entryRsp)
+    {
+        switch (site.Kind)
+        {
+            case SiteKind.Unwind: RestoreReturnAddresses(task); break;
+            case SiteKind.Catch: RehijackAfterCatch(task, entryRsp); break;
+            case SiteKind.Backtrace: OnBacktrace(task, entryRsp); break;
+            case SiteKind.Rehijack: OnRehijack(task, site); break;
+            case SiteKind.Exec: DrainAddressSpace(task.Process.Mm); break;
+        }
     }
 
     private void RecordEntry(TracedTask task, Site site, long now)

@@ -116,8 +116,9 @@ internal sealed partial class Tracer
     }
 
     /// <summary>
-    /// Whether one of uprec's own hooks can become a guarded jmp (see TrampolineBuilder.BuildGuardedHook)
-    /// instead of a bare int3 that would kill the program with SIGTRAP if uprec died. Either the
+    /// Whether one of uprec's own hooks (the loader, execve, the unwinder's entries) can become a guarded
+    /// jmp (see TrampolineBuilder.BuildGuardedHook) instead of a bare int3 that would kill the program
+    /// with SIGTRAP if uprec died. Either the
     /// function analysis accepts it (execve: mov eax,59 first), or it is a lone `ret` followed by
     /// alignment padding up to its 16-byte slot (_dl_debug_state), whose bytes 1-4 nothing executes.
     /// Only when the program sees uprec's pid (same pid namespace), since the guard asks kill(pid, 0).
@@ -256,7 +257,9 @@ internal sealed partial class Tracer
             }
             hijack = new ReturnHijack(returnAt, SamePidNamespace(mm.Memory.Pid) ? Unistd.getpid() : 0);
         }
-        int room = 512 + 160 * probes.Count + (hijack is null ? 0 : 160);
+        // Generous bounds on the generated code (checked below): the hijack and the guards carry a
+        // /proc/self/status reader for their rare stops.
+        int room = site.Kind == SiteKind.Probe ? 512 + 160 * probes.Count + (hijack is null ? 0 : 480) : 1024;
         ulong at = TakeTrampolineSpace(injector, site, room);
         if (at == 0) return null;
         byte[] code;
@@ -268,7 +271,8 @@ internal sealed partial class Tracer
                     tail => PatchSiteAnalyzer.Relocate(plan, site.Address, tail), hijack);
             else
                 (code, trapOffset, tailOffset) = TrampolineBuilder.BuildGuardedHook(at, Unistd.getpid(),
-                    tail => PatchSiteAnalyzer.Relocate(plan, site.Address, tail));
+                    tail => PatchSiteAnalyzer.Relocate(plan, site.Address, tail),
+                    site.Kind is SiteKind.Unwind or SiteKind.Backtrace ? mm.Area!.Table : 0);
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException)
         {

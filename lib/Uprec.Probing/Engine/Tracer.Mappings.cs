@@ -254,7 +254,8 @@ internal sealed partial class Tracer
                 return;
             }
         }
-        if (kind is SiteKind.Loader or SiteKind.Exec) patch = PlanHookPatch(mm, addr, code, hookSize);
+        if (kind is SiteKind.Loader or SiteKind.Exec or SiteKind.Unwind or SiteKind.Catch or SiteKind.Backtrace)
+            patch = PlanHookPatch(mm, addr, code, hookSize);
         // Decide now whether the trap path can handle the instruction; the real slot comes at the first hit.
         TrapPlan plan = TrapPlanner.Plan(code, addr, addr);
         // (A site that is patched in process is an int3 until its first trap, so it needs a trap plan too.)

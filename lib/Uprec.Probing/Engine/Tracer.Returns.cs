@@ -66,7 +66,7 @@ internal sealed partial class Tracer
             ElfSymbol? sym = image.FindSymbol(symbol);
             long? off = sym is null ? null : image.VaddrToFileOffset(sym.Value);
             if (off is not long o || o < (long)m.Offset || o >= (long)m.Offset + (long)(m.End - m.Start)) continue;
-            Install(mm, m.Start + (ulong)(o - (long)m.Offset), key, o, image, null, kind);
+            Install(mm, m.Start + (ulong)(o - (long)m.Offset), key, o, image, null, kind, hookSize: sym!.Size);
         }
     }
 
@@ -219,48 +219,56 @@ internal sealed partial class Tracer
     /// A handler caught the exception: frames below it are gone; hijack the live ones again, oldest
     /// first (the mirror of the restore). In-process entries go back under whatever the thread pushed since.
     /// </summary>
-    private void RehijackAfterCatch(TracedTask task)
+    /// <param name="rsp">rsp at __cxa_begin_catch's entry (or where the backtrace returned).</param>
+    private void RehijackAfterCatch(TracedTask task, ulong rsp)
     {
-        ulong rsp = Sys.GetRegs(task.Tid).rsp;
         ulong trampoline = task.Process.Mm.ReturnTrampoline;
         ProcessMemory memory = task.Process.Mm.Memory;
         task.Frames.RemoveAll(f => f.Slot < rsp);
         task.RestoredInProcess.RemoveAll(e => e.Slot < rsp);
         List<ShadowEntry> waiting = task.RestoredInProcess;
+        // Decided on a copy of the slots first: the in-process entries must be back on the thread's
+        // shadow stack before any slot points at their trampoline again, or a uprec killed in between
+        // would leave a return with no entry to find.
+        var slots = new Dictionary<ulong, ulong?>();
+        ulong? Holds(ulong slot) => slots.TryGetValue(slot, out ulong? v) ? v : slots[slot] = ReadWord(memory, slot);
         var again = new bool[waiting.Count];
-        Span<byte> word = stackalloc byte[8];
+        var trapAgain = new HashSet<ReturnFrame>();
         for (bool changed = true; changed; )
         {
             changed = false;
             foreach (ReturnFrame f in task.Frames)
             {
                 // Only if the slot still holds the address we put back: otherwise the frame is not what we think.
-                if (!f.Restored || trampoline == 0 || ReadWord(memory, f.Slot) != f.OriginalReturn) continue;
-                BitConverter.TryWriteBytes(word, trampoline);
-                if (memory.TryWrite(f.Slot, word)) { f.Restored = false; changed = true; }
+                if (!f.Restored || trapAgain.Contains(f) || trampoline == 0 || Holds(f.Slot) != f.OriginalReturn) continue;
+                slots[f.Slot] = trampoline;
+                changed = trapAgain.Add(f);
             }
             for (int i = 0; i < waiting.Count; i++)
             {
-                if (again[i] || ReadWord(memory, waiting[i].Slot) != waiting[i].Original) continue;
-                BitConverter.TryWriteBytes(word, waiting[i].Trampoline);
-                if (memory.TryWrite(waiting[i].Slot, word)) again[i] = changed = true;
+                if (again[i] || Holds(waiting[i].Slot) != waiting[i].Original) continue;
+                slots[waiting[i].Slot] = waiting[i].Trampoline;
+                again[i] = changed = true;
             }
         }
-        task.Frames.RemoveAll(f => f.Restored);
         var kept = waiting.Where((_, i) => again[i]).ToList();
         waiting.Clear();
-        if (kept.Count == 0) return;
-        ThreadBlock? block = ShadowBlock(task);
+        ThreadBlock? block = kept.Count == 0 ? null : ShadowBlock(task);
         List<ShadowEntry> current = block is null ? [] : ReadShadow(memory, block);
+        // No room (or no block): the oldest returns untimed; their slots keep the original address.
         int excess = block is null ? kept.Count : Math.Max(0, kept.Count + current.Count - L.ShadowEntries);
-        // No room (or no block): the oldest return untimed, with its original address back.
-        for (int i = 0; i < excess; i++)
-        {
-            if (ReadWord(memory, kept[i].Slot) != kept[i].Trampoline) continue;
-            BitConverter.TryWriteBytes(word, kept[i].Original);
-            memory.TryWrite(kept[i].Slot, word);
-        }
+        var untimed = kept.Take(excess).ToList();
         if (block is not null) WriteShadow(memory, block, [.. kept.Skip(excess), .. current]);
+        Span<byte> word = stackalloc byte[8];
+        foreach (var (slot, value) in slots)
+        {
+            if (value is not ulong v || untimed.Any(e => e.Slot == slot && e.Trampoline == v)) continue;
+            if (ReadWord(memory, slot) == v) continue;
+            BitConverter.TryWriteBytes(word, v);
+            memory.TryWrite(slot, word);
+        }
+        foreach (ReturnFrame f in trapAgain) f.Restored = false;
+        task.Frames.RemoveAll(f => f.Restored);
     }
 
     /// <summary>
@@ -343,11 +351,11 @@ internal sealed partial class Tracer
     /// return addresses back for the walk, and set a one-shot breakpoint where it returns to, at which
     /// the frames still live are hijacked again (uftrace wraps backtrace() for the same reason).
     /// </summary>
-    private void OnBacktrace(TracedTask task)
+    /// <param name="rsp">rsp at _Unwind_Backtrace's entry: it points at the return address.</param>
+    private void OnBacktrace(TracedTask task, ulong rsp)
     {
         RestoreReturnAddresses(task);
         if (task.Frames.Count == 0 && task.RestoredInProcess.Count == 0) return;
-        ulong rsp = Sys.GetRegs(task.Tid).rsp;
         if (ReadWord(task.Process.Mm.Memory, rsp) is not ulong back) return;
         if (InstallInternal(task.Process, back, SiteKind.Rehijack)) task.RehijackAt = back;
     }
@@ -358,7 +366,7 @@ internal sealed partial class Tracer
         if (task.RehijackAt == site.Address)
         {
             task.RehijackAt = 0;
-            RehijackAfterCatch(task);
+            RehijackAfterCatch(task, Sys.GetRegs(task.Tid).rsp);
         }
         if (_tasks.Values.Any(t => t.RehijackAt == site.Address)) return;
         // Nobody else is inside a backtrace returning here: the breakpoint goes (this thread then runs

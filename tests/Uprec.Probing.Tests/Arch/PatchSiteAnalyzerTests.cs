@@ -276,6 +276,9 @@ public class PatchSiteAnalyzerTests
         { "table load before an early epilogue", "movsxd rax,[rdx+rax*4]; add rax,rdx; pop rbx; jmp rax", false },
         { "jmp [rip+x]", "jmp [rip]", true },
         { "mov rax,[rip+got]; jmp [rax]", "mov rax,[rip]; jmp [rax]", true },
+        { "mov rsp,rcx; pop rcx; jmp rcx (the unwinder installing a handler's frame)", "mov rsp,rcx; pop rcx; jmp rcx", true },
+        { "mov rsp,rcx; pop rdx; pop rcx; jmp rcx (rsp replaced earlier than two instructions back)", "mov rsp,rcx; pop rdx; pop rcx; jmp rcx", false },
+        { "mov rsp,[rcx]; pop rcx; jmp rcx (rsp loaded from memory)", "mov rsp,[rcx]; pop rcx; jmp rcx", false },
     };
 
     [Theory]
@@ -302,6 +305,9 @@ public class PatchSiteAnalyzerTests
                     a.movsxd(rax, __dword_ptr[rdx + rax * 4]); a.add(rax, rdx); a.pop(rbx); a.jmp(rax); break;
                 case "jmp [rip]": a.pop(rbx); a.db(0xFF, 0x25, 0x00, 0x10, 0x00, 0x00); break;
                 case "mov rax,[rip]; jmp [rax]": a.pop(rbx); a.db(0x48, 0x8B, 0x05, 0x00, 0x10, 0x00, 0x00); a.jmp(__qword_ptr[rax]); break;
+                case "mov rsp,rcx; pop rcx; jmp rcx": a.mov(rsp, rcx); a.pop(rcx); a.jmp(rcx); break;
+                case "mov rsp,rcx; pop rdx; pop rcx; jmp rcx": a.mov(rsp, rcx); a.pop(rdx); a.pop(rcx); a.jmp(rcx); break;
+                case "mov rsp,[rcx]; pop rcx; jmp rcx": a.mov(rsp, __qword_ptr[rcx]); a.pop(rcx); a.jmp(rcx); break;
                 default: throw new ArgumentException(code);
             }
             a.int3();
