@@ -797,4 +797,196 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         var run = Execute(new Scenario(probes, calls));
         Assert.Equal((ulong)calls.Length, Get(run.Block, L.CountsOffset + 8 * 8));
     }
+
+    // ---- return probes: the hijack in the entry trampoline, and the return trampoline -----------------
+
+    const ulong ReturnTramp = Tramp + 0x8000;
+    /// <summary>Where the function under test returns to the caller: the slot the entry trampoline hijacks.</summary>
+    const ulong ReturnSlot = StackTop - 8;
+
+    sealed record ShadowEntryFixture(ulong Slot, ulong Original, ulong Tsc, ulong Trampoline);
+
+    /// <summary>What a return-probe run left: the block, each call's registers, and the code that ran.</summary>
+    sealed record ReturnOutcome(byte[] Block, ulong[][] Spills, string Disassembly)
+    {
+        public ulong Depth => Get(Block, L.ShadowDepthOffset);
+
+        public ShadowEntryFixture Entry(int i)
+        {
+            int at = L.ShadowOffset + i * L.ShadowEntrySize;
+            return new(Get(Block, at + L.ShadowSlot), Get(Block, at + L.ShadowOriginal), Get(Block, at + L.ShadowTsc), Get(Block, at + L.ShadowTrampoline));
+        }
+
+        public (ulong Tsc, ulong Arg0, ulong Arg1, ulong Commit) Record(int slot)
+        {
+            int at = L.RingOffset + slot * L.RecordSize;
+            return (Get(Block, at + L.RecordTsc), Get(Block, at + L.RecordArg0), Get(Block, at + L.RecordArg1), Get(Block, at + L.RecordCommit));
+        }
+    }
+
+    /// <summary>A made-up entry that the function pushes before it returns, as a probed call on another stack would.</summary>
+    static readonly ShadowEntryFixture Foreign = new(0x7777_0000_1000, 0x1234_5678, 5, 0x9999_0000);
+
+    /// <summary>
+    /// Calls the function (rax = rdi + rsi) through an entry trampoline with a %return probe and its
+    /// return trampoline, with the shadow stack holding <paramref name="before"/> and its depth word
+    /// <paramref name="depth"/> beforehand. With <paramref name="foreign"/> the function pushes
+    /// <see cref="Foreign"/> on the shadow stack before it returns. Every call must give back every
+    /// register but rax, which must be the function's result.
+    /// </summary>
+    /// <param name="scribble">Non-zero: the function writes it over the depth word before it returns.</param>
+    ReturnOutcome ExecuteReturn(int calls, IReadOnlyList<ShadowEntryFixture> before, ulong depth, bool foreign = false, ulong scribble = 0)
+    {
+        using var session = new Session(harness.Path);
+        ulong fs = session.FsBase;
+        var s = new Scenario([new TrampolineProbe(FirstId, [])], Plain(calls));
+        var function = new CodeRange(Site, Assemble(Site, a =>
+        {
+            a.mov(rax, rdi);
+            a.add(rax, rsi);
+            if (foreign)
+            {
+                a.push(rcx);
+                a.push(rdx);
+                a.mov(rcx, Block);
+                a.mov(rdx, __qword_ptr[rcx + L.ShadowDepthOffset]);
+                a.shl(rdx, 5);
+                a.add(rdx, rcx);
+                a.mov(rcx, Foreign.Slot);
+                a.mov(__qword_ptr[rdx + L.ShadowOffset + L.ShadowSlot], rcx);
+                a.mov(rcx, Foreign.Original);
+                a.mov(__qword_ptr[rdx + L.ShadowOffset + L.ShadowOriginal], rcx);
+                a.mov(__qword_ptr[rdx + L.ShadowOffset + L.ShadowTsc], (int)Foreign.Tsc);
+                a.mov(rcx, Foreign.Trampoline);
+                a.mov(__qword_ptr[rdx + L.ShadowOffset + L.ShadowTrampoline], rcx);
+                a.mov(rcx, Block);
+                a.inc(__qword_ptr[rcx + L.ShadowDepthOffset]);
+                a.pop(rdx);
+                a.pop(rcx);
+            }
+            if (scribble != 0)
+            {
+                a.push(rcx);
+                a.push(rdx);
+                a.mov(rcx, Block);
+                a.mov(rdx, scribble);
+                a.mov(__qword_ptr[rcx + L.ShadowDepthOffset], rdx);
+                a.pop(rdx);
+                a.pop(rcx);
+            }
+            a.ret();
+        }));
+        var plan = Assert.IsType<PatchablePlan>(PatchSiteAnalyzer.Analyze(function, Site, []));
+        var (code, tailOffset, _) = TrampolineBuilder.Build(Tramp, Table, true, s.Probes, at => PatchSiteAnalyzer.Relocate(plan, Site, at),
+            new ReturnHijack(ReturnTramp, Environment.ProcessId));
+        byte[] returnCode = TrampolineBuilder.BuildReturn(ReturnTramp, Table, [FirstId]);
+        string disassembly = Disassemble(code, Tramp, tailOffset) + "\nreturn trampoline:" + Disassemble(returnCode, ReturnTramp, -1);
+
+        session.Map(Code, 0x10000).Map(Tramp, 0x10000).Map(Data, 0x20000).Map(Table, ThreadsMapping).Map(Block, L.BlockSize);
+        session.Put(Site, function.Code).Put(Site, Assemble(Site, a => a.jmp(Tramp))).Put(Tramp, code).Put(ReturnTramp, returnCode);
+        foreach (var (entry, key, value) in TableEntries(Way.First, fs))
+            session.Put(Table + (ulong)entry, [.. BitConverter.GetBytes(key), .. BitConverter.GetBytes(value)]);
+        for (int i = 0; i < before.Count; i++)
+        {
+            ShadowEntryFixture e = before[i];
+            session.Put(Block + L.ShadowOffset + (ulong)(i * L.ShadowEntrySize),
+                [.. BitConverter.GetBytes(e.Slot), .. BitConverter.GetBytes(e.Original), .. BitConverter.GetBytes(e.Tsc), .. BitConverter.GetBytes(e.Trampoline)]);
+        }
+        session.Put(Block + L.ShadowDepthOffset, BitConverter.GetBytes(depth));
+        session.Put(Caller, Assemble(Caller, a => CallerCode(a, s, Site)));
+        session.Run(Caller);
+        int block = session.Dump(Block, L.BlockSize);
+        int spills = session.Dump(SpillBase, (ulong)(calls + 1) * 128);
+        int slot = session.Dump(ReturnSlot, 8);
+        var (exit, dumps, output) = session.Finish();
+        Assert.True(exit == 0 && dumps.Count == 3, $"harness exit {exit} (negative/128+n = killed by signal n): {output}\ntrampolines: {disassembly}");
+        var outcome = new ReturnOutcome(dumps[block], Enumerable.Range(0, calls).Select(i => Spill(dumps[spills], i)).ToArray(), disassembly);
+        for (int i = 0; i < calls; i++)
+        {
+            for (int r = 0; r < Registers.Length; r++)
+            {
+                ulong expected = r == 0 ? Value(s.Calls[i], "rdi", i) + Value(s.Calls[i], "rsi", i) : Value(s.Calls[i], Registers[r], i);
+                Assert.True(expected == outcome.Spills[i][r],
+                    $"call {i}: {Registers[r]} = {outcome.Spills[i][r]:X} after the return, expected {expected:X}\ntrampolines: {disassembly}");
+            }
+        }
+        Assert.True(Get(dumps[slot], 0) != ReturnTramp, "the return address slot still points at the return trampoline after the return");
+        Assert.Equal((ulong)calls, Get(outcome.Block, L.CountsOffset + FirstId * 8));
+        return outcome;
+    }
+
+    /// <summary>Each call left an entry record then a return record carrying the entry's TSC and rax.</summary>
+    static void AssertCallRecords(ReturnOutcome run, int calls, ulong firstSeq = 0)
+    {
+        Assert.Equal(firstSeq + (ulong)(2 * calls), Get(run.Block, L.HeadOffset));
+        for (int i = 0; i < calls; i++)
+        {
+            ulong seq = firstSeq + (ulong)(2 * i);
+            var entry = run.Record((int)seq);
+            var ret = run.Record((int)seq + 1);
+            Assert.True(entry.Commit == L.Commit(seq, FirstId), $"call {i}: entry commit {entry.Commit:X}\n{run.Disassembly}");
+            Assert.True(ret.Commit == (L.Commit(seq + 1, FirstId) | L.ReturnBit), $"call {i}: return commit {ret.Commit:X}\n{run.Disassembly}");
+            Assert.Equal(entry.Tsc, ret.Arg0);
+            Assert.True(ret.Tsc >= entry.Tsc, $"call {i}: returned at tsc {ret.Tsc:X}, before its entry {entry.Tsc:X}");
+            Assert.Equal(run.Spills[i][0], ret.Arg1);
+        }
+    }
+
+    [Fact]
+    public void A_return_probe_records_entry_and_return_and_pops_its_entry()
+    {
+        var run = ExecuteReturn(3, [], 0);
+
+        AssertCallRecords(run, 3);
+        Assert.Equal(0UL, run.Depth);
+    }
+
+    [Fact]
+    public void Entries_below_the_returning_one_stay_as_they_were()
+    {
+        ShadowEntryFixture[] older = [new(0x1000, 0x11, 1, 0x21), new(StackTop + 0x40, 0x12, 2, ReturnTramp)];
+
+        var run = ExecuteReturn(2, older, (ulong)older.Length);
+
+        AssertCallRecords(run, 2);
+        Assert.Equal((ulong)older.Length, run.Depth);
+        Assert.Equal(older, Enumerable.Range(0, older.Length).Select(run.Entry));
+    }
+
+    [Fact]
+    public void An_entry_pushed_above_the_returning_one_moves_down_and_stays()
+    {
+        // Another stack's probed call (a coroutine) pushed after this call began and returns later:
+        // taking this call's entry out must keep it.
+        var run = ExecuteReturn(2, [], 0, foreign: true);
+
+        AssertCallRecords(run, 2);
+        Assert.Equal(2UL, run.Depth);
+        Assert.Equal(Foreign, run.Entry(0));
+        Assert.Equal(Foreign, run.Entry(1));
+    }
+
+    [Fact]
+    public void A_depth_scribbled_during_the_call_is_read_no_further_than_the_shadow_stack()
+    {
+        // The program wrote over the depth while the call ran: the return trampoline searches from the
+        // last entry the stack can hold, finds the call's own at the bottom, and never reads past the block.
+        var run = ExecuteReturn(1, [], 0, scribble: 0x8000_0000_0000_0000UL);
+
+        AssertCallRecords(run, 1);
+        Assert.Equal((ulong)L.ShadowEntries - 1, run.Depth);
+    }
+
+    [Theory]
+    [InlineData((ulong)L.ShadowEntries)]             // full: uprec (not tracing the harness) cannot be asked
+    [InlineData(0xFFFF_FFFF_0000_0000UL)]            // scribbled
+    public void A_full_or_scribbled_shadow_stack_counts_the_call_and_leaves_its_return_alone(ulong depth)
+    {
+        var run = ExecuteReturn(2, [], depth);
+
+        Assert.Equal(depth, run.Depth);
+        Assert.Equal(2UL, Get(run.Block, L.HeadOffset)); // the entries only: no return went through the trampoline
+        Assert.True(run.Block.AsSpan(L.ShadowOffset, L.ShadowEntries * L.ShadowEntrySize).IndexOfAnyExcept((byte)0) < 0,
+            "the shadow stack was written although it was full");
+    }
 }
