@@ -110,6 +110,40 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
     }
 
     /// <summary>
+    /// %return in process on two threads at once, each with its own shadow stack: a run whose records
+    /// fit the rings times every call exactly, per thread; a full-speed run still counts every call
+    /// exactly and times no more returns than calls (a return's record may be kept where its entry's
+    /// was dropped: the drain made room in between).
+    /// </summary>
+    [Fact]
+    public void Return_probes_on_two_threads_time_every_call()
+    {
+        string binary = programs.Path("inproc_hot2");
+        // 20,000 calls a thread: 40,000 records, within one ring, so nothing is dropped however slow the drain.
+        Traced fits = Record([], [$"{binary}:hot%return"], binary, ["20000"]);
+
+        ProbeMeta hot = fits.Probe("hot");
+        AssertHitPath(hot, "inprocess");
+        Assert.Equal(40_000, fits.Truth.Count("hot"));
+        Assert.Equal(fits.Truth.Count("hot"), hot.Count);
+        Assert.Equal(0, hot.Lost);
+        ProbeSummary reported = fits.Report.Probe("hot");
+        Assert.True(reported.Latency is { } l && l.Count == hot.Count && l.Min > 0 && l.Min <= l.P50 && l.P50 <= l.Max,
+            $"hot%return: {reported.Latency} for {hot.Count} calls");
+        AssertPerTaskCountsExact(fits, "hot");
+
+        Traced full = Record([], [$"{binary}:hot%return"], binary, [HotCallsPerThread.ToString(CultureInfo.InvariantCulture)]);
+
+        hot = full.Probe("hot");
+        Assert.Equal(2L * HotCallsPerThread, full.Truth.Count("hot"));
+        Assert.Equal(full.Truth.Count("hot"), hot.Count);
+        Assert.Equal(hot.Count - hot.Lost, full.EntryRows("hot"));
+        reported = full.Report.Probe("hot");
+        Assert.True(reported.Latency is { } lf && lf.Count > 0 && lf.Count <= hot.Count,
+            $"hot%return at full speed: {reported.Latency?.Count} returns timed of {hot.Count} calls");
+    }
+
+    /// <summary>
     /// fork copies the parent's rings and counters into the child: the calls made before the fork
     /// are the parent's, counted once.
     /// </summary>
