@@ -13,6 +13,9 @@ public static class TraceColumns
     public const string DurationNs = "duration_ns";
     public const string Comm = "comm";
 
+    /// <summary>The argument column a %return probe's return value (rax) goes to: its last argument.</summary>
+    public const string ReturnValue = "retval";
+
     public const string KindEntry = "entry";
     public const string KindReturn = "return";
 

@@ -66,7 +66,11 @@ public sealed class TraceWriter : IDisposable
         public int[] Kind = [];
         public long[] Duration = [];
         public int[] Comm = [];
+        /// <summary>String argument columns (null = not captured); integer columns leave theirs empty.</summary>
         public object?[][] Args = Enumerable.Range(0, argColumns).Select(_ => Array.Empty<object?>()).ToArray();
+        /// <summary>Integer argument columns, unboxed: the value, and 1 where the row has one.</summary>
+        public long[][] ArgValues = Enumerable.Range(0, argColumns).Select(_ => Array.Empty<long>()).ToArray();
+        public byte[][] ArgDefined = Enumerable.Range(0, argColumns).Select(_ => Array.Empty<byte>()).ToArray();
         public int Count;
 
         public void Grow(int limit)
@@ -82,6 +86,8 @@ public sealed class TraceWriter : IDisposable
             for (int i = 0; i < Args.Length; i++)
             {
                 Array.Resize(ref Args[i], size);
+                Array.Resize(ref ArgValues[i], size);
+                Array.Resize(ref ArgDefined[i], size);
             }
         }
     }
@@ -216,9 +222,19 @@ public sealed class TraceWriter : IDisposable
                 for (int i = 0; i < n; i++)
                 {
                     int column = probe.ArgColumn[i];
-                    if (column >= 0)
+                    if (column < 0)
+                    {
+                        continue;
+                    }
+                    if (_argColumns[column].Type == ArgColumnType.String)
                     {
                         rows.Args[column][row] = args[i];
+                    }
+                    else if (ToInt64(args[i]) is long v)
+                    {
+                        // A string captured into a column other probes type as integer cannot be stored there.
+                        rows.ArgValues[column][row] = v;
+                        rows.ArgDefined[column][row] = 1;
                     }
                 }
             }
@@ -281,6 +297,72 @@ public sealed class TraceWriter : IDisposable
                 rows.Probe[at + i] = lastSlot;
             }
             // Argument columns need nothing: they are cleared after each encode (null = not captured).
+            rows.Count = at + n;
+            done += n;
+            if (rows.Count == _rowGroupSize)
+            {
+                StartRowGroup();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Return hits of one task, many at once (the in-process drain): each with its duration and the
+    /// return value, which goes to the probe's last argument column when that is
+    /// <see cref="TraceColumns.ReturnValue"/>, as <see cref="Append"/> would write it from a HitRecord
+    /// whose last argument is the return value.
+    /// </summary>
+    public void AppendReturns(ReadOnlySpan<long> times, ReadOnlySpan<int> probeIds, ReadOnlySpan<long> durations,
+        ReadOnlySpan<long> returnValues, int pid, int tid, string comm)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_completed)
+        {
+            throw new InvalidOperationException("the trace is already complete");
+        }
+        if (times.Length != probeIds.Length || times.Length != durations.Length || times.Length != returnValues.Length)
+        {
+            throw new ArgumentException("one probe id, duration and return value per time is needed", nameof(probeIds));
+        }
+        int commSlot = CommSlot(comm);
+        int lastId = -1, lastSlot = 0, lastColumn = -1;
+        int done = 0;
+        while (done < times.Length)
+        {
+            Rows rows = _filling;
+            if (rows.Count == rows.Time.Length)
+            {
+                rows.Grow(_rowGroupSize);
+            }
+            int n = Math.Min(times.Length - done, rows.Time.Length - rows.Count);
+            int at = rows.Count;
+            times.Slice(done, n).CopyTo(rows.Time.AsSpan(at, n));
+            durations.Slice(done, n).CopyTo(rows.Duration.AsSpan(at, n));
+            rows.Pid.AsSpan(at, n).Fill(pid);
+            rows.Tid.AsSpan(at, n).Fill(tid);
+            rows.Kind.AsSpan(at, n).Fill(1);
+            rows.Comm.AsSpan(at, n).Fill(commSlot);
+            for (int i = 0; i < n; i++)
+            {
+                int id = probeIds[done + i];
+                if (id != lastId)
+                {
+                    lastSlot = ProbeSlot(id);
+                    int[] columns = _probes[id].ArgColumn;
+                    lastColumn = columns.Length == 0 ? -1 : columns[^1];
+                    if (lastColumn >= 0 && (_argColumns[lastColumn].Name != TraceColumns.ReturnValue || _argColumns[lastColumn].Type == ArgColumnType.String))
+                    {
+                        lastColumn = -1;
+                    }
+                    lastId = id;
+                }
+                rows.Probe[at + i] = lastSlot;
+                if (lastColumn >= 0)
+                {
+                    rows.ArgValues[lastColumn][at + i] = returnValues[done + i];
+                    rows.ArgDefined[lastColumn][at + i] = 1;
+                }
+            }
             rows.Count = at + n;
             done += n;
             if (rows.Count == _rowGroupSize)
@@ -482,6 +564,10 @@ public sealed class TraceWriter : IDisposable
         {
             Array.Clear(column, 0, Math.Min(n, column.Length));
         }
+        foreach (byte[] column in rows.ArgDefined)
+        {
+            Array.Clear(column, 0, Math.Min(n, column.Length));
+        }
         rows.Count = 0;
         Interlocked.Add(ref _rowsWritten, n);
     }
@@ -489,17 +575,10 @@ public sealed class TraceWriter : IDisposable
     private void WriteArgColumn(Rows rows, int c, int n)
     {
         object?[] values = rows.Args[c];
-        Span<long> longs = _scratchValues.AsSpan(0, n);
-        Span<byte> defined = _scratchDefined.AsSpan(0, n);
         if (_argColumns[c].Type != ArgColumnType.String)
         {
-            for (int i = 0; i < n; i++)
-            {
-                long? v = ToInt64(values[i]);
-                defined[i] = v is null ? (byte)0 : (byte)1;
-                longs[i] = v ?? 0;
-            }
-            _encoder.WriteOptionalInt64(longs, defined, unsigned: _argColumns[c].Type == ArgColumnType.UInt64);
+            _encoder.WriteOptionalInt64(rows.ArgValues[c].AsSpan(0, n), rows.ArgDefined[c].AsSpan(0, n),
+                unsigned: _argColumns[c].Type == ArgColumnType.UInt64);
             return;
         }
         // String arguments (paths, names) repeat less predictably: a dictionary per row group.

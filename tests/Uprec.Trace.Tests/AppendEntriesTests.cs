@@ -48,7 +48,52 @@ public class AppendEntriesTests
         Assert.Equal(23, Read(batched).Count);
     }
 
-    private static List<string> Read(string path)
+    /// <summary>
+    /// Returns in batches (TraceWriter.AppendReturns): kind, duration and the return value in the
+    /// probe's retval column, as single appends of return HitRecords whose last argument is rax; a
+    /// probe with a capture before its retval, and one with a capture only (its rows have no retval).
+    /// </summary>
+    [Fact]
+    public void ReturnBatchesReadBackLikeSingleAppends()
+    {
+        using var dir = new TempDir();
+        ProbeMeta r = new() { Id = 1, Name = "r", Spec = "x:r%return", IsReturn = true, Args = [new ArgMeta("retval", "s64", "rax")] };
+        ProbeMeta c = new()
+        {
+            Id = 2, Name = "c", Spec = "x:c%return", IsReturn = true, Args = [new ArgMeta("len", "s64", "rsi"), new ArgMeta("retval", "s64", "rax")],
+        };
+        ProbeMeta e = new() { Id = 4, Name = "e", Spec = "x:e", Args = [new ArgMeta("len", "s64", "rsi")] };
+        string batched = dir.File("batched.parquet"), single = dir.File("single.parquet");
+        var rows = new List<HitRecord>();
+        for (int i = 0; i < 17; i++)
+        {
+            int id = i % 3 == 0 ? 1 : i % 3 == 1 ? 2 : 4;
+            object?[] args = id == 4 ? [] : id == 1 ? [(long)(-i)] : [null, (long)(i * 1000)];
+            rows.Add(new HitRecord
+            {
+                TimeNs = 5000 + i, Pid = 20, Tid = 21, ProbeId = id, Kind = HitKind.Return, DurationNs = 7 * i, Comm = "t", Args = args,
+            });
+        }
+        var options = new TraceWriterOptions { RowGroupSize = 4, Probes = [r, c, e] };
+        using (var writer = new TraceWriter(single, options))
+        {
+            foreach (HitRecord h in rows) writer.Append(h);
+            writer.Complete(new TraceMetadata { Probes = [r, c, e] });
+        }
+        using (var writer = new TraceWriter(batched, options))
+        {
+            writer.AppendReturns(rows.Select(h => h.TimeNs).ToArray(), rows.Select(h => h.ProbeId).ToArray(), rows.Select(h => h.DurationNs).ToArray(),
+                rows.Select(h => h.Args!.Length == 0 ? 0L : (long)h.Args[^1]!).ToArray(), 20, 21, "t");
+            writer.Complete(new TraceMetadata { Probes = [r, c, e] });
+        }
+        // Probe e has no retval column: its rows keep len empty both ways, and its "return value" goes nowhere.
+        Assert.Equal(Read(single, "retval"), Read(batched, "retval"));
+        Assert.Equal(Read(single, "len"), Read(batched, "len"));
+        Assert.Contains(Read(batched, "retval"), line => line.EndsWith(" -3", StringComparison.Ordinal));
+        Assert.Equal(17, Read(batched, "retval").Count);
+    }
+
+    private static List<string> Read(string path, string argument = "len")
     {
         var lines = new List<string>();
         using TraceReader reader = TraceReader.Open(path);
@@ -56,8 +101,8 @@ public class AppendEntriesTests
         {
             for (int i = 0; i < batch.Count; i++)
             {
-                object? len = batch.Args.TryGetValue("len", out Array? column) ? column.GetValue(i) : null;
-                lines.Add($"{batch.TimeNs[i]} {batch.Pid[i]} {batch.Tid[i]} {batch.Probe[i]} {batch.Kind[i]} {batch.DurationNs[i]} {batch.Comm[i]} {len}");
+                object? value = batch.Args.TryGetValue(argument, out Array? column) ? column.GetValue(i) : null;
+                lines.Add($"{batch.TimeNs[i]} {batch.Pid[i]} {batch.Tid[i]} {batch.Probe[i]} {batch.Kind[i]} {batch.DurationNs[i]} {batch.Comm[i]} {value}");
             }
         }
         return lines;

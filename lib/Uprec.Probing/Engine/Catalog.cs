@@ -49,7 +49,7 @@ internal sealed class Probe
         IsReturn = Spec.IsReturn, HitPath = Installed ? HitPath : "none", HitPathReason = Note,
         Installed = Installed, Count = Count + InProcessCount, Lost = Math.Max(0, InProcessCount - InProcessRows), Filter = Filter?.Text,
         Args = Spec.Args.Select(a => new ArgMeta(a.Name, a.Type.ToString().ToLowerInvariant(), a.SourceRegister))
-            .Concat(Spec.IsReturn ? [new ArgMeta("retval", "s64", "rax")] : []).ToList(),
+            .Concat(Spec.IsReturn ? [new ArgMeta(TraceColumns.ReturnValue, "s64", "rax")] : []).ToList(),
     };
 }
 

@@ -231,10 +231,12 @@ internal sealed unsafe class Drainer : IDisposable
 
     private readonly long[] _times = new long[ChunkRecords];
     private readonly int[] _ids = new int[ChunkRecords];
+    private readonly long[] _returnTimes = new long[ChunkRecords], _returnDurations = new long[ChunkRecords], _returnValues = new long[ChunkRecords];
+    private readonly int[] _returnIds = new int[ChunkRecords];
 
     /// <summary>
-    /// Converts the records read into rows: argument-less ones in one batch per chunk (the common
-    /// case, and the rate that decides whether the drain keeps up), captures one by one.
+    /// Converts the records read into rows: argument-less entries and all returns in batches per chunk
+    /// (the common case, and the rate that decides whether the drain keeps up), captures one by one.
     /// </summary>
     private int Consume(ThreadBlock b, ulong seq, int n, ulong head, bool final, out bool anyValid)
     {
@@ -243,7 +245,7 @@ internal sealed unsafe class Drainer : IDisposable
         int pid = owner?.Process.Pid ?? 0, tid = owner?.Tid ?? 0;
         string comm = owner?.Comm ?? "";
         ReadOnlySpan<ulong> words = MemoryMarshal.Cast<byte, ulong>(_buffer.AsSpan(0, n * L.RecordSize));
-        int batch = 0;
+        int batch = 0, returns = 0;
         int taken = n;
         for (int i = 0; i < n; i++, seq++)
         {
@@ -267,15 +269,10 @@ internal sealed unsafe class Drainer : IDisposable
                 // A return: the entry's TSC and rax. Only rows of a %return probe's own trampoline count;
                 // the duration is never negative, whatever the program wrote over its ring.
                 if (!probe.Spec.IsReturn) continue;
-                FlushBatch(ref batch, pid, tid, comm);
-                var values = new object?[probe.Spec.Args.Count + 1];
-                values[^1] = (long)words[i * 4 + 2];
-                var ret = new HitRecord
-                {
-                    TimeNs = ns, Pid = pid, Tid = tid, Kind = HitKind.Return, DurationNs = Math.Max(0, ns - _clock.ToNs(words[i * 4 + 1])),
-                    Comm = comm, ProbeId = id, Args = values,
-                };
-                _writer.Append(in ret);
+                _returnTimes[returns] = ns;
+                _returnIds[returns] = id;
+                _returnDurations[returns] = Math.Max(0, ns - _clock.ToNs(words[i * 4 + 1]));
+                _returnValues[returns++] = (long)words[i * 4 + 2];
                 continue;
             }
             probe.InProcessRows++;
@@ -294,6 +291,11 @@ internal sealed unsafe class Drainer : IDisposable
             _writer.Append(in hit);
         }
         FlushBatch(ref batch, pid, tid, comm);
+        if (returns > 0)
+        {
+            _writer.AppendReturns(_returnTimes.AsSpan(0, returns), _returnIds.AsSpan(0, returns), _returnDurations.AsSpan(0, returns),
+                _returnValues.AsSpan(0, returns), pid, tid, comm);
+        }
         return taken;
     }
 
