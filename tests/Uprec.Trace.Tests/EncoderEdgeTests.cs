@@ -103,6 +103,48 @@ public class EncoderEdgeTests
         Assert.Equal(rows, row);
     }
 
+    /// <summary>
+    /// Dictionary indices go out as the RLE/bit-packed hybrid: runs of 8 or more as RLE runs, the rest
+    /// bit-packed in whole groups of 8. Runs of 7, 8 and 9, runs starting at every offset, a run ending
+    /// the data, alternations, and a dictionary wider than a byte (2-byte RLE values) must read back
+    /// the same through uprec's decoder and Parquet.Net.
+    /// </summary>
+    [Theory]
+    [InlineData(1000)]
+    [InlineData(37)]
+    public void RunsOfEveryLengthAndOffsetRoundTrip(int rowGroupSize)
+    {
+        using var dir = new TempDir();
+        string path = dir.File("runs.parquet");
+        ProbeMeta[] probes = [new() { Id = 0, Name = "p", Spec = "x:p" }, new() { Id = 1, Name = "q", Spec = "x:q" }];
+        var tids = new List<int>();
+        for (int length = 1; length <= 20; length++)
+            for (int offset = 0; offset < 9; offset++)
+            {
+                tids.AddRange(Enumerable.Range(0, offset).Select(i => 1000 + i % 2));
+                tids.AddRange(Enumerable.Repeat(2000 + length, length));
+            }
+        tids.AddRange(Enumerable.Range(0, 300).Select(i => 5000 + i)); // 300+ distinct: indices wider than 8 bits
+        tids.AddRange(Enumerable.Repeat(5299, 50));                     // a 2-byte index in RLE runs, ending the data
+        string[] comms = ["a", "b"];
+        using (var writer = new TraceWriter(path, new TraceWriterOptions { RowGroupSize = rowGroupSize, Probes = probes }))
+        {
+            for (int i = 0; i < tids.Count; i++)
+            {
+                writer.Append(new HitRecord
+                {
+                    TimeNs = i, Pid = 7, Tid = tids[i], ProbeId = tids[i] % 3 == 0 ? 1 : 0, Comm = comms[tids[i] / 9 % 2],
+                    Kind = tids[i] % 5 == 0 ? HitKind.Return : HitKind.Entry, DurationNs = tids[i] % 5 == 0 ? 3 : -1,
+                });
+            }
+            writer.Complete(new TraceMetadata { Probes = probes });
+        }
+        List<string> expected = tids.Select((t, i) =>
+            $"{i} 7 {t} {(t % 3 == 0 ? "q" : "p")} {(t % 5 == 0 ? "Return 3" : "Entry null")} {comms[t / 9 % 2]} ").ToList();
+        Assert.Equal(expected, FastPathTests.Dump(path, fast: true));
+        Assert.Equal(expected, FastPathTests.Dump(path, fast: false));
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(129)]

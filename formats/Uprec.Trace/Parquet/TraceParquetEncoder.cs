@@ -158,17 +158,39 @@ internal sealed class TraceParquetEncoder
                 // A miniblock is always 32 values wide; slots past the last delta pack as zero.
                 int width = widths[m];
                 Span<byte> packed = _body.Reserve(miniSize * width / 8);
-                UInt128 acc = 0;
+                if (width == 0)
+                {
+                    continue;
+                }
                 int bits = 0, o = 0;
+                if (width <= 56)
+                {
+                    // Fewer than 8 bits wait in the accumulator before each value, so 64 bits always hold them.
+                    ulong acc = 0;
+                    for (int i = m * miniSize; i < (m + 1) * miniSize; i++)
+                    {
+                        ulong v = i < count ? unchecked((ulong)(deltas[i] - min)) : 0;
+                        acc |= v << bits;
+                        bits += width;
+                        while (bits >= 8)
+                        {
+                            packed[o++] = (byte)acc;
+                            acc >>= 8;
+                            bits -= 8;
+                        }
+                    }
+                    continue;
+                }
+                UInt128 wide = 0;
                 for (int i = m * miniSize; i < (m + 1) * miniSize; i++)
                 {
                     ulong v = i < count ? unchecked((ulong)(deltas[i] - min)) : 0;
-                    acc |= (UInt128)v << bits;
+                    wide |= (UInt128)v << bits;
                     bits += width;
                     while (bits >= 8)
                     {
-                        packed[o++] = (byte)acc;
-                        acc >>= 8;
+                        packed[o++] = (byte)wide;
+                        wide >>= 8;
                         bits -= 8;
                     }
                 }
@@ -238,11 +260,11 @@ internal sealed class TraceParquetEncoder
                     dense[k++] = index;
                 }
             }
-            AppendBitPacked(dense, width);
+            AppendHybrid(dense, width);
         }
         else
         {
-            AppendBitPacked(indices, width);
+            AppendHybrid(indices, width);
         }
         long dataOffset = _position;
         (long u2, long c2) = WritePage(PageData, indices.Length, EncRleDictionary);
@@ -262,22 +284,20 @@ internal sealed class TraceParquetEncoder
         }
         _intSlots.Clear();
         _intDictionary.Clear();
-        int last = 0, lastSlot = -1;
-        for (int i = 0; i < values.Length; i++)
+        // Consecutive rows usually come from one thread: one lookup per run of equal values.
+        for (int i = 0; i < values.Length; )
         {
             int v = values[i];
-            // Consecutive rows usually come from one thread: the previous slot answers most rows.
-            if (lastSlot < 0 || v != last)
+            int run = values[i..].IndexOfAnyExcept(v);
+            if (run < 0) run = values.Length - i;
+            if (!_intSlots.TryGetValue(v, out int slot))
             {
-                if (!_intSlots.TryGetValue(v, out lastSlot))
-                {
-                    lastSlot = _intDictionary.Count;
-                    _intSlots[v] = lastSlot;
-                    _intDictionary.Add(v);
-                }
-                last = v;
+                slot = _intDictionary.Count;
+                _intSlots[v] = slot;
+                _intDictionary.Add(v);
             }
-            _intIndices[i] = lastSlot;
+            _intIndices.AsSpan(i, run).Fill(slot);
+            i += run;
         }
         long dictionaryOffset = _position;
         _body.Clear();
@@ -286,7 +306,7 @@ internal sealed class TraceParquetEncoder
         _body.Clear();
         int width = Math.Max(1, 32 - int.LeadingZeroCount(Math.Max(0, _intDictionary.Count - 1)));
         _body.AppendByte((byte)width);
-        AppendBitPacked(_intIndices.AsSpan(0, values.Length), width);
+        AppendHybrid(_intIndices.AsSpan(0, values.Length), width);
         long dataOffset = _position;
         (long u2, long c2) = WritePage(PageData, values.Length, EncRleDictionary);
         _current!.Chunks.Add(new ChunkInfo(column, values.Length, dictionaryOffset, dictionaryOffset, dataOffset, u1 + u2, c1 + c2, true));
@@ -327,6 +347,50 @@ internal sealed class TraceParquetEncoder
             }
         }
         _body.PatchInt32(lengthAt, _body.Length - start);
+    }
+
+    /// <summary>
+    /// Values in the RLE/bit-packed hybrid: a run of 8 or more equal values becomes one RLE run (a
+    /// varint and the value), the rest bit-packed runs of whole groups of 8. Rows come in batches of
+    /// one task and one probe, so pid, tid, comm, kind and probe are long runs: RLE costs a few bytes
+    /// per run where bit-packing touches every value.
+    /// </summary>
+    private void AppendHybrid(ReadOnlySpan<int> values, int width)
+    {
+        int i = 0;
+        while (i < values.Length)
+        {
+            int run = RunFrom(values, i, int.MaxValue);
+            if (run >= 8)
+            {
+                _body.AppendVarInt((ulong)run << 1);
+                int value = values[i];
+                for (int b = 0; b < (width + 7) / 8; b++)
+                {
+                    _body.AppendByte((byte)(value >> (8 * b)));
+                }
+                i += run;
+                continue;
+            }
+            // Groups of 8 until one starts a run of 8 (a bit-packed run holds whole groups; only the
+            // last one of the data may be padded).
+            int end = i + 8;
+            while (end < values.Length && RunFrom(values, end, 8) < 8)
+            {
+                end += 8;
+            }
+            end = Math.Min(end, values.Length);
+            AppendBitPacked(values[i..end], width);
+            i = end;
+        }
+    }
+
+    /// <summary>How many values from <paramref name="start"/> equal the one there, counting no further than <paramref name="limit"/>.</summary>
+    private static int RunFrom(ReadOnlySpan<int> values, int start, int limit)
+    {
+        ReadOnlySpan<int> rest = values.Slice(start, Math.Min(values.Length - start, limit));
+        int other = rest.IndexOfAnyExcept(values[start]); // vectorised: runs are thousands of rows long
+        return other < 0 ? rest.Length : other;
     }
 
     /// <summary>One bit-packed run of the RLE/bit-packed hybrid: groups of 8 values, LSB first; the tail group is padded.</summary>

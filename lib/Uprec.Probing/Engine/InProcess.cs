@@ -113,8 +113,23 @@ internal sealed unsafe class Drainer : IDisposable
 
     public void AddProbe(Probe p)
     {
-        lock (_lock) _probes[p.Id] = p;
+        lock (_lock)
+        {
+            _probes[p.Id] = p;
+            _shapes[p.Id] = Shape.Known | (p.Spec.Args.Count > 0 ? Shape.Captures : 0) | (p.Spec.IsReturn ? Shape.Return : 0);
+        }
     }
+
+    /// <summary>What the per-record loop needs to know of a probe, without a call per record.</summary>
+    [Flags]
+    private enum Shape : byte { Unknown = 0, Known = 1, Captures = 2, Return = 4 }
+
+    private readonly Shape[] _shapes = new Shape[L.MaxProbes];
+    /// <summary>Entry rows written per probe id, added to the probes' InProcessRows when the drain ends.</summary>
+    private readonly long[] _rows = new long[L.MaxProbes];
+
+    /// <summary>Entry rows written per probe so far (call once nothing drains any more).</summary>
+    public long RowsOf(int probeId) => probeId < L.MaxProbes ? _rows[probeId] : 0;
 
     /// <summary>Why the background drain stopped early (the trace could not be written); null while it runs.</summary>
     public Exception? Failure { get; private set; }
@@ -247,11 +262,12 @@ internal sealed unsafe class Drainer : IDisposable
         ReadOnlySpan<ulong> words = MemoryMarshal.Cast<byte, ulong>(_buffer.AsSpan(0, n * L.RecordSize));
         int batch = 0, returns = 0;
         int taken = n;
+        TscClock.Map clock = _clock.Current;
         for (int i = 0; i < n; i++, seq++)
         {
             ulong commit = words[i * 4 + 3];
             int id = (int)(commit & 0xffff & ~(ulong)L.ReturnBit);
-            if ((commit >> 16) != seq + 1 || id >= L.MaxProbes || _probes[id] is not Probe probe)
+            if ((commit >> 16) != seq + 1 || id >= L.MaxProbes || _shapes[id] == Shape.Unknown)
             {
                 // Not committed yet (reserved, being written) or garbage. Wait a couple of passes for the
                 // first; give up on it after that, or now if the thread can no longer finish it.
@@ -263,26 +279,28 @@ internal sealed unsafe class Drainer : IDisposable
                 continue;
             }
             anyValid = true;
-            long ns = _clock.ToNs(words[i * 4]);
+            long ns = clock.ToNs(words[i * 4]);
+            Shape shape = _shapes[id];
             if ((commit & L.ReturnBit) != 0)
             {
                 // A return: the entry's TSC and rax. Only rows of a %return probe's own trampoline count;
                 // the duration is never negative, whatever the program wrote over its ring.
-                if (!probe.Spec.IsReturn) continue;
+                if ((shape & Shape.Return) == 0) continue;
                 _returnTimes[returns] = ns;
                 _returnIds[returns] = id;
-                _returnDurations[returns] = Math.Max(0, ns - _clock.ToNs(words[i * 4 + 1]));
+                _returnDurations[returns] = Math.Max(0, ns - clock.ToNs(words[i * 4 + 1]));
                 _returnValues[returns++] = (long)words[i * 4 + 2];
                 continue;
             }
-            probe.InProcessRows++;
-            if (probe.Spec.Args.Count == 0)
+            _rows[id]++;
+            if ((shape & Shape.Captures) == 0)
             {
                 _times[batch] = ns;
                 _ids[batch++] = id;
                 continue;
             }
             FlushBatch(ref batch, pid, tid, comm);
+            Probe probe = _probes[id]!;
             var hit = new HitRecord
             {
                 TimeNs = ns, Pid = pid, Tid = tid, Kind = HitKind.Entry, DurationNs = -1, Comm = comm, ProbeId = id,

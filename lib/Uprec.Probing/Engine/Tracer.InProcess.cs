@@ -523,6 +523,7 @@ internal sealed partial class Tracer
         foreach (Probe p in _catalog.Probes)
         {
             if (p.Id >= totals.Length) continue;
+            p.InProcessRows = _drainer.RowsOf(p.Id);
             p.InProcessCount = Math.Max(0, totals[p.Id]);
             // Every row was a counted hit: fewer counts than rows means the program wrote over its
             // counters (they live in its memory). Report what is certain, and say so.

@@ -73,5 +73,14 @@ internal sealed class TscClock
         if (_anchor.Tsc > _origin.Tsc + 1000) _nsPerTick = (_anchor.Ns - _origin.Ns) / (double)(_anchor.Tsc - _origin.Tsc);
     }
 
-    public long ToNs(ulong tsc) => _anchor.Ns + (long)(((double)(long)(tsc - _anchor.Tsc)) * _nsPerTick);
+    public long ToNs(ulong tsc) => Current.ToNs(tsc);
+
+    /// <summary>The map as it is now, as a value: a loop over a chunk of stamps converts with it inline.</summary>
+    public Map Current => new(_anchor.Tsc, _anchor.Ns, _nsPerTick);
+
+    public readonly record struct Map(ulong AnchorTsc, long AnchorNs, double NsPerTick)
+    {
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        public long ToNs(ulong tsc) => AnchorNs + (long)((double)(long)(tsc - AnchorTsc) * NsPerTick);
+    }
 }
