@@ -259,51 +259,11 @@ public sealed class TraceWriter : IDisposable
     /// </summary>
     public void AppendEntries(ReadOnlySpan<long> times, ReadOnlySpan<int> probeIds, int pid, int tid, string comm)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_completed)
-        {
-            throw new InvalidOperationException("the trace is already complete");
-        }
         if (times.Length != probeIds.Length)
         {
             throw new ArgumentException("one probe id per time is needed", nameof(probeIds));
         }
-        int commSlot = CommSlot(comm);
-        int lastId = -1, lastSlot = 0;
-        int done = 0;
-        while (done < times.Length)
-        {
-            Rows rows = _filling;
-            if (rows.Count == rows.Time.Length)
-            {
-                rows.Grow(_rowGroupSize);
-            }
-            int n = Math.Min(times.Length - done, rows.Time.Length - rows.Count);
-            int at = rows.Count;
-            times.Slice(done, n).CopyTo(rows.Time.AsSpan(at, n));
-            rows.Pid.AsSpan(at, n).Fill(pid);
-            rows.Tid.AsSpan(at, n).Fill(tid);
-            rows.Kind.AsSpan(at, n).Clear();
-            rows.Duration.AsSpan(at, n).Fill(-1);
-            rows.Comm.AsSpan(at, n).Fill(commSlot);
-            for (int i = 0; i < n; i++)
-            {
-                int id = probeIds[done + i];
-                if (id != lastId)
-                {
-                    lastSlot = ProbeSlot(id);
-                    lastId = id;
-                }
-                rows.Probe[at + i] = lastSlot;
-            }
-            // Argument columns need nothing: they are cleared after each encode (null = not captured).
-            rows.Count = at + n;
-            done += n;
-            if (rows.Count == _rowGroupSize)
-            {
-                StartRowGroup();
-            }
-        }
+        AppendBatch(times, probeIds, default, default, pid, tid, comm, returns: false);
     }
 
     /// <summary>
@@ -315,14 +275,20 @@ public sealed class TraceWriter : IDisposable
     public void AppendReturns(ReadOnlySpan<long> times, ReadOnlySpan<int> probeIds, ReadOnlySpan<long> durations,
         ReadOnlySpan<long> returnValues, int pid, int tid, string comm)
     {
+        if (times.Length != probeIds.Length || times.Length != durations.Length || times.Length != returnValues.Length)
+        {
+            throw new ArgumentException("one probe id, duration and return value per time is needed", nameof(probeIds));
+        }
+        AppendBatch(times, probeIds, durations, returnValues, pid, tid, comm, returns: true);
+    }
+
+    private void AppendBatch(ReadOnlySpan<long> times, ReadOnlySpan<int> probeIds, ReadOnlySpan<long> durations,
+        ReadOnlySpan<long> returnValues, int pid, int tid, string comm, bool returns)
+    {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_completed)
         {
             throw new InvalidOperationException("the trace is already complete");
-        }
-        if (times.Length != probeIds.Length || times.Length != durations.Length || times.Length != returnValues.Length)
-        {
-            throw new ArgumentException("one probe id, duration and return value per time is needed", nameof(probeIds));
         }
         int commSlot = CommSlot(comm);
         int lastId = -1, lastSlot = 0, lastColumn = -1;
@@ -337,23 +303,27 @@ public sealed class TraceWriter : IDisposable
             int n = Math.Min(times.Length - done, rows.Time.Length - rows.Count);
             int at = rows.Count;
             times.Slice(done, n).CopyTo(rows.Time.AsSpan(at, n));
-            durations.Slice(done, n).CopyTo(rows.Duration.AsSpan(at, n));
             rows.Pid.AsSpan(at, n).Fill(pid);
             rows.Tid.AsSpan(at, n).Fill(tid);
-            rows.Kind.AsSpan(at, n).Fill(1);
             rows.Comm.AsSpan(at, n).Fill(commSlot);
+            if (returns)
+            {
+                rows.Kind.AsSpan(at, n).Fill(1);
+                durations.Slice(done, n).CopyTo(rows.Duration.AsSpan(at, n));
+            }
+            else
+            {
+                rows.Kind.AsSpan(at, n).Clear();
+                rows.Duration.AsSpan(at, n).Fill(-1);
+            }
+            // Argument columns need nothing for entries: they are cleared after each encode (not captured).
             for (int i = 0; i < n; i++)
             {
                 int id = probeIds[done + i];
                 if (id != lastId)
                 {
                     lastSlot = ProbeSlot(id);
-                    int[] columns = _probes[id].ArgColumn;
-                    lastColumn = columns.Length == 0 ? -1 : columns[^1];
-                    if (lastColumn >= 0 && (_argColumns[lastColumn].Name != TraceColumns.ReturnValue || _argColumns[lastColumn].Type == ArgColumnType.String))
-                    {
-                        lastColumn = -1;
-                    }
+                    lastColumn = returns ? ReturnValueColumn(id) : -1;
                     lastId = id;
                 }
                 rows.Probe[at + i] = lastSlot;
@@ -370,6 +340,15 @@ public sealed class TraceWriter : IDisposable
                 StartRowGroup();
             }
         }
+    }
+
+    /// <summary>The column a probe's return value goes to: its last argument column if that is an integer retval, else -1.</summary>
+    private int ReturnValueColumn(int probeId)
+    {
+        int[] columns = _probes[probeId].ArgColumn;
+        int column = columns.Length == 0 ? -1 : columns[^1];
+        return column >= 0 && _argColumns[column].Name == TraceColumns.ReturnValue && _argColumns[column].Type != ArgColumnType.String
+            ? column : -1;
     }
 
     private int ProbeSlot(int probeId)

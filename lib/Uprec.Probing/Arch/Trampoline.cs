@@ -253,10 +253,7 @@ public static class TrampolineBuilder
         EmitLookup(a, threadTable, found, end);
         a.Label(ref found);
         a.mov(r8, __qword_ptr[rdi + 8]);       // r8 = the block
-        a.mov(r9, __qword_ptr[r8 + InProcessLayout.ShadowDepthOffset]);
-        a.mov(eax, InProcessLayout.ShadowEntries);
-        a.cmp(r9, rax);
-        a.cmova(r9, rax);
+        EmitShadowDepth(a, r9, r8);
         a.Label(ref loop);
         a.test(r9, r9);
         a.jz(end);
@@ -374,6 +371,18 @@ public static class TrampolineBuilder
         AssemblerResult result = a.Assemble(writer, at, BlockEncoderOptions.ReturnNewInstructionOffsets);
         if (hijack is not null) fullTrap = (int)(result.GetLabelRIP(trap) - at);
         return (writer.ToArray(), fullTrap);
+    }
+
+    /// <summary>
+    /// <paramref name="into"/> = the shadow stack's depth in <paramref name="block"/>, at most ShadowEntries:
+    /// a depth the program scribbled over reads no further than the stack. Uses rax.
+    /// </summary>
+    private static void EmitShadowDepth(Assembler a, AssemblerRegister64 into, AssemblerRegister64 block)
+    {
+        a.mov(into, __qword_ptr[block + InProcessLayout.ShadowDepthOffset]);
+        a.mov(eax, InProcessLayout.ShadowEntries);
+        a.cmp(into, rax);
+        a.cmova(into, rax);
     }
 
     /// <summary>rdi = the thread table entry whose key is this thread's fs base (rax), else a jump to <paramref name="miss"/>. Uses rcx.</summary>
@@ -512,10 +521,7 @@ public static class TrampolineBuilder
         EmitLookup(a, threadTable, found, lost);
         a.Label(ref found);
         a.mov(rdi, __qword_ptr[rdi + 8]);
-        a.mov(rcx, __qword_ptr[rdi + InProcessLayout.ShadowDepthOffset]);
-        a.mov(eax, InProcessLayout.ShadowEntries);
-        a.cmp(rcx, rax);
-        a.cmova(rcx, rax);                     // a scribbled depth reads no further than the stack
+        EmitShadowDepth(a, rcx, rdi);
         a.lea(r8, __[rsp + slotAt]);
         a.Label(ref search);
         a.test(rcx, rcx);
@@ -531,10 +537,7 @@ public static class TrampolineBuilder
         a.mov(__qword_ptr[rsp + slotAt], rax);
         a.mov(r8, __qword_ptr[rsi + InProcessLayout.ShadowOffset + InProcessLayout.ShadowTsc]);
         // Entries above it move down one (usually there are none).
-        a.mov(rdx, __qword_ptr[rdi + InProcessLayout.ShadowDepthOffset]);
-        a.mov(eax, InProcessLayout.ShadowEntries);
-        a.cmp(rdx, rax);
-        a.cmova(rdx, rax);
+        EmitShadowDepth(a, rdx, rdi);
         a.dec(rdx);                            // rdx = the new depth; rcx = the entry taken out
         a.Label(ref shift);
         a.cmp(rcx, rdx);

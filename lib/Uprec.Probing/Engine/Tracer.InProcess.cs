@@ -121,7 +121,8 @@ internal sealed partial class Tracer
     /// with SIGTRAP if uprec died. Either the
     /// function analysis accepts it (execve: mov eax,59 first), or it is a lone `ret` followed by
     /// alignment padding up to its 16-byte slot (_dl_debug_state), whose bytes 1-4 nothing executes.
-    /// Only when the program sees uprec's pid (same pid namespace), since the guard asks kill(pid, 0).
+    /// Only when uprec is in the program's pid namespace: the guard reads TracerPid, which shows 0 for
+    /// a tracer outside it (and falls back to kill(pid, 0), which needs the pid as the program sees it).
     /// </summary>
     private PatchablePlan? PlanHookPatch(AddressSpace mm, ulong addr, byte[] code, ulong size)
     {
