@@ -12,7 +12,7 @@ public sealed class RegressionPrograms : IDisposable
     private static readonly string[] Sources =
     [
         "regress_ljreuse.c", "regress_coro.c", "regress_mainexit.c", "regress_mainexit_sleep.c",
-        "regress_exitspawn.c", "regress_scripted.c",
+        "regress_exitspawn.c", "regress_scripted.c", "regress_tailmix.c",
     ];
 
     private readonly TempDirectory _build = new("uprec-e2e-regress");
@@ -81,6 +81,26 @@ public sealed class RegressionTests(RegressionPrograms programs) : IClassFixture
         Assert.Equal("11", r.Truth.Fact("ra"));
         Assert.Equal("21", r.Truth.Fact("rb"));
         AssertCallsAndReturns(r, "P");
+    }
+
+    [Fact]
+    public void A_tail_call_chain_through_both_hit_paths_returns_through_each()
+    {
+        string binary = programs.Path("regress_tailmix");
+
+        // A per-hit filter keeps a %return probe on the trap path: A and C trap, B is in process.
+        Recording r = Uprec.Record(_dir, [$"{binary}:A%return", $"{binary}:B%return", $"{binary}:C%return"], binary,
+            filters: new Dictionary<string, string> { [$"{binary}:A%return"] = "arg1 >= 0", [$"{binary}:C%return"] = "arg1 >= 0" });
+
+        var paths = Uprec.HitPaths(r.TraceFile);
+        Assert.Equal(("trap", "inprocess", "trap"), (paths["A"].Path, paths["B"].Path, paths["C"].Path));
+        foreach (string function in new[] { "A", "B", "C" })
+        {
+            ProbeSummary probe = r.Report.Probe(function);
+            Assert.True(r.Truth.Count(function) == probe.Count, $"{function}: calls {r.Truth.Count(function)}, report {probe.Count}");
+            Assert.True(probe.Latency is not null && r.Truth.Number($"returns {function}") == probe.Latency.Count,
+                $"{function}: returns {r.Truth.Number($"returns {function}")}, latency_ns.count {probe.Latency?.Count}");
+        }
     }
 
     [Fact]

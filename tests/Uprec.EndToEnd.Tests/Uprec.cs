@@ -91,7 +91,8 @@ public static class Uprec
     /// the trace can be reported.
     /// </summary>
     public static Recording Record(TempDirectory dir, IEnumerable<string> probeSpecs, string program, string[]? args = null,
-        string stdin = "", int expectedExitCode = 0, bool sameStdout = true, string[]? options = null)
+        string stdin = "", int expectedExitCode = 0, bool sameStdout = true, string[]? options = null,
+        IReadOnlyDictionary<string, string>? filters = null)
     {
         args ??= [];
         string trace = dir.File($"trace-{Guid.NewGuid():N}.parquet");
@@ -99,6 +100,10 @@ public static class Uprec
         foreach (string spec in probeSpecs)
         {
             uprecArgs.AddRange(["-e", spec]);
+            if (filters?.TryGetValue(spec, out string? filter) == true)
+            {
+                uprecArgs.AddRange(["--filter", filter]);
+            }
         }
         uprecArgs.Add("--");
         uprecArgs.Add(program);

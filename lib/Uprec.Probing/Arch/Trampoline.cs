@@ -70,7 +70,10 @@ public sealed record TrampolineProbe(int Id, IReadOnlyList<string> Captures, Fil
 /// <summary>A filter field as the trampoline reads it: a register, truncated to Bits and extended by sign or zero.</summary>
 public sealed record HitField(string Register, int Bits, bool Signed);
 
-/// <summary>What an entry trampoline of %return probes needs: where their returns land, and uprec's pid (to ask it to clean a full shadow stack).</summary>
+/// <summary>
+/// What an entry trampoline of %return probes needs: where their returns land, and the id of uprec's
+/// tracing thread (as TracerPid shows it), to ask it to clean a full shadow stack; 0: never ask.
+/// </summary>
 public sealed record ReturnHijack(ulong ReturnTrampoline, int TracerPid);
 
 /// <summary>
@@ -159,30 +162,34 @@ public static class TrampolineBuilder
     }
 
     /// <summary>
-    /// eax = 1 while the thread is traced, else 0; every other register is kept (flags are not). The
-    /// question is TracerPid in /proc/self/status, not whether uprec's pid exists: a SIGKILLed uprec
-    /// stays a zombie until its parent reaps it, and kill(pid, 0) still succeeds then, but the kernel
-    /// unlinked its tracees before that, so an int3 would kill the program. Where /proc cannot be read,
-    /// kill(tracerPid, 0) answers (ESRCH: gone). Three syscalls and a 2 KB buffer on the stack: for
-    /// rare events only (hooks, a full shadow stack). TracerPid is 0 when the tracer lives in another
-    /// pid namespace, which is why guarded code is built only for a tracer in the program's own.
+    /// eax = 1 while uprec traces this thread, else 0; every other register is kept (flags are not).
+    /// The question is TracerPid in /proc/thread-self/status, compared with uprec's pid: not whether
+    /// uprec's pid exists, because a SIGKILLed uprec stays a zombie until its parent reaps it and
+    /// kill(pid, 0) still succeeds then, while the kernel unlinked its tracees before that (an int3
+    /// would kill the program); and not any tracer, because a debugger attached after uprec died must
+    /// not be handed uprec's stops. Where /proc cannot be read, kill(tracerPid, 0) answers (ESRCH:
+    /// gone). A few syscalls (openat, read, close) and 512 bytes of stack: for rare events only (hooks,
+    /// a full shadow stack). TracerPid shows 0 for a tracer in another pid namespace, which is why
+    /// guarded code is built only for a tracer in the program's own.
     /// </summary>
     private static void EmitIsTraced(Assembler a, int tracerPid)
     {
         Label path = a.CreateLabel(), afterPath = a.CreateLabel(), viaKill = a.CreateLabel(), scan = a.CreateLabel(),
-            found = a.CreateLabel(), no = a.CreateLabel(), yes = a.CreateLabel(), end = a.CreateLabel();
-        string[] kept = ["rcx", "rdx", "rsi", "rdi", "r8", "r11"];
-        const int Buffer = 2048;
+            found = a.CreateLabel(), digits = a.CreateLabel(), number = a.CreateLabel(), no = a.CreateLabel(), yes = a.CreateLabel(),
+            end = a.CreateLabel();
+        string[] kept = ["rcx", "rdx", "rsi", "rdi", "r8", "r10", "r11"];
+        const int Buffer = 512; // TracerPid is the ninth line, well within
         a.jmp(afterPath);
         a.Label(ref path);
-        a.db("/proc/self/status\0"u8.ToArray());
+        a.db("/proc/thread-self/status\0"u8.ToArray());
         a.Label(ref afterPath);
         foreach (string r in kept) a.push(Register(r)!.Value);
         a.sub(rsp, Buffer);
-        a.mov(eax, 2);                         // open(path, O_RDONLY | O_CLOEXEC)
-        a.lea(rdi, __[path]);
-        a.mov(esi, 0x80000);
-        a.xor(edx, edx);
+        a.mov(eax, 257);                       // openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC)
+        a.mov(edi, -100);
+        a.lea(rsi, __[path]);
+        a.mov(edx, 0x80000);
+        a.xor(r10d, r10d);
         a.syscall();
         a.test(rax, rax);
         a.js(viaKill);
@@ -201,7 +208,7 @@ public static class TrampolineBuilder
         a.mov(rax, BitConverter.ToUInt64("TracerPi"u8));
         a.xor(ecx, ecx);
         a.Label(ref scan);
-        a.lea(rsi, __[rcx + 13]);              // "TracerPid:\t" and two more bytes must be there
+        a.lea(rsi, __[rcx + 12]);              // "TracerPid:\t" and a digit must be there
         a.cmp(rsi, rdx);
         a.ja(viaKill);
         a.cmp(__qword_ptr[rsp + rcx], rax);
@@ -209,10 +216,22 @@ public static class TrampolineBuilder
         a.inc(rcx);
         a.jmp(scan);
         a.Label(ref found);
-        a.cmp(__byte_ptr[rsp + rcx + 11], (byte)'0');
-        a.jne(yes);
-        a.cmp(__byte_ptr[rsp + rcx + 12], (byte)'\n');
-        a.jne(yes);
+        a.add(rcx, 11);                        // rcx = the first digit
+        a.xor(eax, eax);                       // rax = the number
+        a.Label(ref digits);
+        a.cmp(rcx, rdx);
+        a.jae(number);
+        a.movzx(esi, __byte_ptr[rsp + rcx]);
+        a.sub(esi, '0');
+        a.cmp(esi, 9);
+        a.ja(number);                          // not a digit (the newline): the number ends
+        a.imul(rax, rax, 10);
+        a.add(rax, rsi);
+        a.inc(rcx);
+        a.jmp(digits);
+        a.Label(ref number);
+        a.cmp(rax, tracerPid);
+        a.je(yes);
         a.jmp(no);
         a.Label(ref viaKill);
         if (tracerPid > 0)
@@ -454,10 +473,10 @@ public static class TrampolineBuilder
     /// <summary>
     /// Pushes a shadow entry (slot, original return address, the entry TSC in r8, the return trampoline)
     /// and writes the trampoline over the return address, last: until then the call returns normally.
-    /// The depth is published before the hijack and after the entry, so a signal handler's probed calls
-    /// in between push above it and pop before this code goes on. A full shadow stack (or a scribbled
-    /// depth) asks uprec, while it traces the thread, to drop abandoned entries, then tries once more; still full,
-    /// the call is counted but not timed. Uses rax, rcx, rdx, rsi; rdi = the block.
+    /// The depth is published before the hijack, so a signal handler's probed calls after that push
+    /// above the entry and pop before this code goes on. A full shadow stack (or a scribbled depth)
+    /// asks uprec, while it traces the thread, to drop abandoned entries, then tries once more; still
+    /// full, the call is counted but not timed. Uses rax, rcx, rdx, rsi; rdi = the block.
     /// </summary>
     /// <returns>The label of the int3 that asks uprec.</returns>
     private static Label EmitHijack(Assembler a, ReturnHijack hijack, int frame)
@@ -471,14 +490,14 @@ public static class TrampolineBuilder
         a.shl(rsi, 5);
         a.add(rsi, rdi);                       // rsi = the entry - ShadowOffset
         a.lea(rdx, __[rsp + frame]);           // the slot: rsp at the function's entry
-        a.mov(__qword_ptr[rsi + InProcessLayout.ShadowOffset + InProcessLayout.ShadowSlot], rdx);
-        a.mov(rax, __qword_ptr[rdx]);
-        a.mov(__qword_ptr[rsi + InProcessLayout.ShadowOffset + InProcessLayout.ShadowOriginal], rax);
-        a.mov(__qword_ptr[rsi + InProcessLayout.ShadowOffset + InProcessLayout.ShadowTsc], r8);
-        a.mov(rax, hijack.ReturnTrampoline);
-        a.mov(__qword_ptr[rsi + InProcessLayout.ShadowOffset + InProcessLayout.ShadowTrampoline], rax);
+        // The entry is written while it is still above the depth (nothing reads it), then the depth
+        // published, then the entry written again: a signal handler's probed call in between the first
+        // writes used this same index and left its own fields in part of it; once the depth covers the
+        // entry, a handler pushes above it. Only then is the return address replaced.
+        EmitShadowEntry(a, hijack);
         a.inc(rcx);
         a.mov(__qword_ptr[rdi + InProcessLayout.ShadowDepthOffset], rcx);
+        EmitShadowEntry(a, hijack);
         a.mov(__qword_ptr[rdx], rax);
         a.jmp(skip);
 
@@ -498,6 +517,17 @@ public static class TrampolineBuilder
         a.Label(ref skip);
         a.nop();
         return trap;
+    }
+
+    /// <summary>The shadow entry at rsi + ShadowOffset: slot rdx, its return address, the TSC in r8; leaves rax = the trampoline.</summary>
+    private static void EmitShadowEntry(Assembler a, ReturnHijack hijack)
+    {
+        a.mov(__qword_ptr[rsi + InProcessLayout.ShadowOffset + InProcessLayout.ShadowSlot], rdx);
+        a.mov(rax, __qword_ptr[rdx]);
+        a.mov(__qword_ptr[rsi + InProcessLayout.ShadowOffset + InProcessLayout.ShadowOriginal], rax);
+        a.mov(__qword_ptr[rsi + InProcessLayout.ShadowOffset + InProcessLayout.ShadowTsc], r8);
+        a.mov(rax, hijack.ReturnTrampoline);
+        a.mov(__qword_ptr[rsi + InProcessLayout.ShadowOffset + InProcessLayout.ShadowTrampoline], rax);
     }
 
     /// <summary>

@@ -80,6 +80,11 @@ internal sealed class AddressSpace : IDisposable
     public int Users { get; set; } = 1;
     /// <summary>An int3 in the XOL area that hijacked return addresses point to; 0 until a return probe needs it.</summary>
     public ulong ReturnTrampoline { get; set; }
+    /// <summary>
+    /// The in-process return trampolines here. A slot holding one is hijacked by a live in-process
+    /// frame: a trap-path frame at that slot is a link of a tail-call chain, not abandoned.
+    /// </summary>
+    public HashSet<ulong> InProcessReturnTrampolines { get; } = [];
     /// <summary>The in-process path's thread table and rings here; null until the first patch.</summary>
     public InProcessArea? Area { get; set; }
     /// <summary>
@@ -110,6 +115,7 @@ internal sealed class AddressSpace : IDisposable
         foreach (XolRegion r in Xol) copy.Xol.Add(new XolRegion(r.Start, r.Size) { Used = r.Used });
         foreach (var (trap, site) in HookTraps) copy.HookTraps[trap] = copy.Sites.GetValueOrDefault(site.Address, site);
         foreach (var k in Scanned) copy.Scanned.Add(k);
+        copy.InProcessReturnTrampolines.UnionWith(InProcessReturnTrampolines);
         return copy;
     }
 

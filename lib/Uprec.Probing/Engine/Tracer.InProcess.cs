@@ -234,6 +234,8 @@ internal sealed partial class Tracer
 
     /// <summary>
     /// Writes the trampoline and the jmp over the int3 (or re-points the jmp at a new trampoline).
+    /// Runs on the tracer thread: its tid is what the guards compare TracerPid with (the kernel names
+    /// the tracing thread there, not uprec's process).
     /// Returns the address of the trampoline's tail (the displaced instructions), or null on failure.
     /// </summary>
     private ulong? Patch(TracedTask injector, Site site)
@@ -256,7 +258,8 @@ internal sealed partial class Tracer
                 GiveUpPatch(site, "cannot write the return trampoline");
                 return null;
             }
-            hijack = new ReturnHijack(returnAt, SamePidNamespace(mm.Memory.Pid) ? Unistd.getpid() : 0);
+            hijack = new ReturnHijack(returnAt, SamePidNamespace(mm.Memory.Pid) ? Unistd.gettid() : 0);
+            mm.InProcessReturnTrampolines.Add(returnAt);
         }
         // Generous bounds on the generated code (checked below): the hijack and the guards carry a
         // /proc/self/status reader for their rare stops.
@@ -271,7 +274,7 @@ internal sealed partial class Tracer
                 (code, tailOffset, trapOffset) = TrampolineBuilder.Build(at, mm.Area!.Table, saveFlags: site.FlagsLive, probes,
                     tail => PatchSiteAnalyzer.Relocate(plan, site.Address, tail), hijack);
             else
-                (code, trapOffset, tailOffset) = TrampolineBuilder.BuildGuardedHook(at, Unistd.getpid(),
+                (code, trapOffset, tailOffset) = TrampolineBuilder.BuildGuardedHook(at, Unistd.gettid(),
                     tail => PatchSiteAnalyzer.Relocate(plan, site.Address, tail),
                     site.Kind is SiteKind.Unwind or SiteKind.Backtrace ? mm.Area!.Table : 0);
         }

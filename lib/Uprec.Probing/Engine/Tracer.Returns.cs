@@ -107,8 +107,10 @@ internal sealed partial class Tracer
             BitConverter.TryWriteBytes(word, trampoline);
             if (!mm.Memory.TryWrite(rsp, word)) return;
             // The slot held a real return address, so frames hijacked at this slot before were abandoned
-            // (longjmp, unwinding): their return can no longer come through it.
-            task.Frames.RemoveAll(f => f.Slot == rsp);
+            // (longjmp, unwinding): their return can no longer come through it. Unless it held an
+            // in-process return trampoline: a chain of tail calls through both paths, where the frames
+            // before still return, one after the other.
+            if (!mm.InProcessReturnTrampolines.Contains(original)) task.Frames.RemoveAll(f => f.Slot == rsp);
         }
         if (task.Frames.Count >= ShadowStackCheckDepth) DropAbandonedFrames(task, trampoline);
         task.Frames.Add(new ReturnFrame(rsp, original, probes, now, tailCall));
@@ -120,9 +122,12 @@ internal sealed partial class Tracer
     /// </summary>
     private static void DropAbandonedFrames(TracedTask task, ulong trampoline)
     {
-        ProcessMemory memory = task.Process.Mm.Memory;
-        task.Frames.RemoveAll(f => f.Restored || ReadWord(memory, f.Slot) != trampoline);
+        task.Frames.RemoveAll(f => f.Restored || !StillHijacked(task.Process.Mm, f.Slot, trampoline));
     }
+
+    /// <summary>Whether a trap-path frame's slot still leads back to it: it holds the trampoline, or an in-process one chained before it.</summary>
+    private static bool StillHijacked(AddressSpace mm, ulong slot, ulong trampoline) =>
+        ReadWord(mm.Memory, slot) is ulong held && (held == trampoline || mm.InProcessReturnTrampolines.Contains(held));
 
     /// <summary>The trampoline's int3: a probed call returned. Record it and continue at the real return address.</summary>
     private void OnReturn(TracedTask task, long now, bool resume)
@@ -163,7 +168,7 @@ internal sealed partial class Tracer
         ulong trampoline = task.Process.Mm.ReturnTrampoline;
         ProcessMemory memory = task.Process.Mm.Memory;
         var later = task.Frames.GetRange(last + 1, task.Frames.Count - last - 1)
-            .Where(f => !f.Restored && ReadWord(memory, f.Slot) == trampoline).ToList();
+            .Where(f => !f.Restored && StillHijacked(task.Process.Mm, f.Slot, trampoline)).ToList();
         task.Frames.RemoveRange(first, task.Frames.Count - first);
         task.Frames.AddRange(later);
         Sys.SetRegs(task.Tid, regs);
@@ -174,10 +179,11 @@ internal sealed partial class Tracer
     /// An unwinder is about to walk this thread's stack: give it the real return addresses, of both
     /// paths' frames. A slot holds a frame's trampoline only once every frame hijacked after it at the
     /// same slot (a tail call, maybe on the other path) has put its original back: newest first,
-    /// until nothing changes. The in-process entries restored leave the thread's shadow stack and wait
-    /// in uprec for the catch (or the backtrace's return) that hijacks the live ones again. When
-    /// <paramref name="detaching"/>, the shadow stack is left as it is: a thread stopped inside a
-    /// trampoline may still need its entry, and a stale entry costs nothing.
+    /// until nothing changes. Only slots are written, never the thread's shadow stack: the thread may
+    /// be in a signal handler that interrupted one of its own trampolines, which holds indices into
+    /// that stack. A restored entry stays where it is (its frame now returns directly, so it is stale
+    /// until a return or a cleanup takes it out), and uprec remembers it for the catch (or the
+    /// backtrace's return) that hijacks the live ones again.
     /// </summary>
     private void RestoreReturnAddresses(TracedTask task, bool detaching = false)
     {
@@ -207,17 +213,17 @@ internal sealed partial class Tracer
         // A slot that no longer holds the trampoline belongs to a frame longjmp abandoned; its memory
         // may be the program's data by now, so it is never written: the frame is just dropped.
         task.Frames.RemoveAll(f => !f.Restored);
-        if (block is null || detaching) return;
+        if (detaching) return;
         for (int i = 0; i < shadow.Count; i++)
         {
             if (restored[i]) task.RestoredInProcess.Add(shadow[i]);
         }
-        WriteShadow(memory, block, []);
     }
 
     /// <summary>
     /// A handler caught the exception: frames below it are gone; hijack the live ones again, oldest
-    /// first (the mirror of the restore). In-process entries go back under whatever the thread pushed since.
+    /// first (the mirror of the restore). An in-process entry is hijacked again only if it is still on
+    /// the thread's shadow stack: a cleanup may have dropped it, and a return with no entry is lost.
     /// </summary>
     /// <param name="rsp">rsp at __cxa_begin_catch's entry (or where the backtrace returned).</param>
     private void RehijackAfterCatch(TracedTask task, ulong rsp)
@@ -225,49 +231,29 @@ internal sealed partial class Tracer
         ulong trampoline = task.Process.Mm.ReturnTrampoline;
         ProcessMemory memory = task.Process.Mm.Memory;
         task.Frames.RemoveAll(f => f.Slot < rsp);
-        task.RestoredInProcess.RemoveAll(e => e.Slot < rsp);
-        List<ShadowEntry> waiting = task.RestoredInProcess;
-        // Decided on a copy of the slots first: the in-process entries must be back on the thread's
-        // shadow stack before any slot points at their trampoline again, or a uprec killed in between
-        // would leave a return with no entry to find.
-        var slots = new Dictionary<ulong, ulong?>();
-        ulong? Holds(ulong slot) => slots.TryGetValue(slot, out ulong? v) ? v : slots[slot] = ReadWord(memory, slot);
+        ThreadBlock? block = task.RestoredInProcess.Count == 0 ? null : ShadowBlock(task);
+        var present = block is null ? [] : ReadShadow(memory, block).ToHashSet();
+        List<ShadowEntry> waiting = task.RestoredInProcess.Where(e => e.Slot >= rsp && present.Contains(e)).ToList();
+        task.RestoredInProcess.Clear();
         var again = new bool[waiting.Count];
-        var trapAgain = new HashSet<ReturnFrame>();
+        Span<byte> word = stackalloc byte[8];
         for (bool changed = true; changed; )
         {
             changed = false;
             foreach (ReturnFrame f in task.Frames)
             {
                 // Only if the slot still holds the address we put back: otherwise the frame is not what we think.
-                if (!f.Restored || trapAgain.Contains(f) || trampoline == 0 || Holds(f.Slot) != f.OriginalReturn) continue;
-                slots[f.Slot] = trampoline;
-                changed = trapAgain.Add(f);
+                if (!f.Restored || trampoline == 0 || ReadWord(memory, f.Slot) != f.OriginalReturn) continue;
+                BitConverter.TryWriteBytes(word, trampoline);
+                if (memory.TryWrite(f.Slot, word)) { f.Restored = false; changed = true; }
             }
             for (int i = 0; i < waiting.Count; i++)
             {
-                if (again[i] || Holds(waiting[i].Slot) != waiting[i].Original) continue;
-                slots[waiting[i].Slot] = waiting[i].Trampoline;
-                again[i] = changed = true;
+                if (again[i] || ReadWord(memory, waiting[i].Slot) != waiting[i].Original) continue;
+                BitConverter.TryWriteBytes(word, waiting[i].Trampoline);
+                if (memory.TryWrite(waiting[i].Slot, word)) again[i] = changed = true;
             }
         }
-        var kept = waiting.Where((_, i) => again[i]).ToList();
-        waiting.Clear();
-        ThreadBlock? block = kept.Count == 0 ? null : ShadowBlock(task);
-        List<ShadowEntry> current = block is null ? [] : ReadShadow(memory, block);
-        // No room (or no block): the oldest returns untimed; their slots keep the original address.
-        int excess = block is null ? kept.Count : Math.Max(0, kept.Count + current.Count - L.ShadowEntries);
-        var untimed = kept.Take(excess).ToList();
-        if (block is not null) WriteShadow(memory, block, [.. kept.Skip(excess), .. current]);
-        Span<byte> word = stackalloc byte[8];
-        foreach (var (slot, value) in slots)
-        {
-            if (value is not ulong v || untimed.Any(e => e.Slot == slot && e.Trampoline == v)) continue;
-            if (ReadWord(memory, slot) == v) continue;
-            BitConverter.TryWriteBytes(word, v);
-            memory.TryWrite(slot, word);
-        }
-        foreach (ReturnFrame f in trapAgain) f.Restored = false;
         task.Frames.RemoveAll(f => f.Restored);
     }
 
