@@ -12,7 +12,7 @@ namespace Uprec.EndToEnd.Tests;
 public sealed class InProcessPrograms : IDisposable
 {
     private static readonly string[] Sources = ["inproc_hot2.c", "inproc_scribble.c", "inproc_kill.c", "inproc_churn.c", "inproc_fork.c", "inproc_hooks.c",
-        "inproc_throw.cpp"];
+        "inproc_throw.cpp", "inproc_fiber.c"];
 
     private readonly TempDirectory _build = new("uprec-e2e-inproc");
 
@@ -141,6 +141,26 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
         reported = full.Report.Probe("hot");
         Assert.True(reported.Latency is { } lf && lf.Count > 0 && lf.Count <= hot.Count,
             $"hot%return at full speed: {reported.Latency?.Count} returns timed of {hot.Count} calls");
+    }
+
+    /// <summary>
+    /// A fiber moved between threads with a %return-probed call in flight: the call returns on a thread
+    /// whose shadow stack does not have its entry. uprec finds the entry on the other thread's stack and
+    /// sends the return where it belongs, so the program runs as untraced; the migrated calls are
+    /// counted, and only the returns made on their own thread are timed (here none).
+    /// </summary>
+    [Fact]
+    public void A_call_that_returns_on_another_thread_returns_where_it_belongs()
+    {
+        string binary = programs.Path("inproc_fiber");
+
+        Traced r = Record([], [$"{binary}:P%return"], binary, []);
+
+        ProbeMeta p = r.Probe("P");
+        AssertHitPath(p, "inprocess");
+        Assert.Equal(r.Truth.Count("P"), p.Count);
+        long timed = r.Truth.Number("returns P") - r.Truth.Number("migrated");
+        Assert.Equal(timed, r.Report.Probe("P").Latency?.Count ?? 0);
     }
 
     /// <summary>

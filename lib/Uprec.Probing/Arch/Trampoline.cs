@@ -539,11 +539,13 @@ public static class TrampolineBuilder
     /// address. Flags are dead after a return (ABI); rax and rdx (return values) and every other
     /// register are kept. A thread with no block or no entry cannot know where to go: int3.
     /// </summary>
-    public static byte[] BuildReturn(ulong at, ulong threadTable, IReadOnlyList<int> probeIds)
+    /// <returns>The code, and the offset of its int3 for a return with no entry on the thread's shadow
+    /// stack: uprec, while it lives, looks for the entry elsewhere (see ReturnFrameLayout).</returns>
+    public static (byte[] Code, int LostOffset) BuildReturn(ulong at, ulong threadTable, IReadOnlyList<int> probeIds)
     {
         var a = new Assembler(64);
         Label found = a.CreateLabel(), lost = a.CreateLabel(), search = a.CreateLabel(), shift = a.CreateLabel(), shifted = a.CreateLabel();
-        string[] saved = ["rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9"];
+        string[] saved = [.. ReturnFrameLayout.Registers.Reverse()];
         a.lea(rsp, __[rsp - 8]);               // the slot again: it will hold the original return address for ret
         foreach (string r in saved) a.push(Register(r)!.Value);
         int slotAt = saved.Length * 8, raxAt = (saved.Length - 1) * 8;
@@ -601,8 +603,19 @@ public static class TrampolineBuilder
         a.int3();
 
         var writer = new CodeBuffer();
-        a.Assemble(writer, at);
-        return writer.ToArray();
+        AssemblerResult result = a.Assemble(writer, at, BlockEncoderOptions.ReturnNewInstructionOffsets);
+        return (writer.ToArray(), (int)(result.GetLabelRIP(lost) - at));
+    }
+
+    /// <summary>
+    /// The return trampoline's frame at its lost int3: the registers it saved, from rsp up, then the
+    /// slot the hijacked return came from (the original return address goes there).
+    /// </summary>
+    public static class ReturnFrameLayout
+    {
+        /// <summary>Saved registers in stack order: the last pushed (r9) at rsp.</summary>
+        public static readonly string[] Registers = ["r9", "r8", "rdi", "rsi", "rdx", "rcx", "rax"];
+        public static int SlotOffset => Registers.Length * 8;
     }
 
     /// <summary>Whether every comparison of the filter reads a field the trampoline can load (no strings, no task fields).</summary>

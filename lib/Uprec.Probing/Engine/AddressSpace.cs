@@ -85,6 +85,8 @@ internal sealed class AddressSpace : IDisposable
     /// frame: a trap-path frame at that slot is a link of a tail-call chain, not abandoned.
     /// </summary>
     public HashSet<ulong> InProcessReturnTrampolines { get; } = [];
+    /// <summary>Each return trampoline's int3 for a return it found no entry for, to the trampoline's address.</summary>
+    public Dictionary<ulong, ulong> LostReturnTraps { get; } = [];
     /// <summary>The in-process path's thread table and rings here; null until the first patch.</summary>
     public InProcessArea? Area { get; set; }
     /// <summary>
@@ -116,6 +118,7 @@ internal sealed class AddressSpace : IDisposable
         foreach (var (trap, site) in HookTraps) copy.HookTraps[trap] = copy.Sites.GetValueOrDefault(site.Address, site);
         foreach (var k in Scanned) copy.Scanned.Add(k);
         copy.InProcessReturnTrampolines.UnionWith(InProcessReturnTrampolines);
+        foreach (var (trap, trampoline) in LostReturnTraps) copy.LostReturnTraps[trap] = trampoline;
         return copy;
     }
 

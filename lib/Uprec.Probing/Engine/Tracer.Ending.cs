@@ -105,6 +105,10 @@ internal sealed partial class Tracer
                 {
                     OnReturn(task, Sys.MonotonicNs(), resume: false);
                 }
+                else if (task.Process.Mm.LostReturnTraps.TryGetValue(rip - 1, out ulong returnTrampoline))
+                {
+                    if (!RescueLostReturn(task, returnTrampoline)) HoldSignal(task, sig);
+                }
                 else if (task.Process.Mm.HookTraps.ContainsKey(rip - 1))
                 {
                     // A guarded hook's int3: nothing to do now; the thread goes on in the trampoline.

@@ -26,6 +26,12 @@ internal sealed partial class Tracer
             OnReturn(task, Sys.MonotonicNs(), resume: true);
             return true;
         }
+        if (mm.LostReturnTraps.TryGetValue(rip - 1, out ulong returnTrampoline))
+        {
+            if (!RescueLostReturn(task, returnTrampoline)) return false; // the program gets its SIGTRAP
+            Resume(task, 0);
+            return true;
+        }
         if (mm.HookTraps.TryGetValue(rip - 1, out Site? hook))
         {
             if (hook.Kind == SiteKind.Probe)

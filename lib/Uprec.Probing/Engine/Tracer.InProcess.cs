@@ -252,7 +252,7 @@ internal sealed partial class Tracer
             int returnRoom = 320 + 128 * returnIds.Count;
             ulong returnAt = TakeTrampolineSpace(injector, site, returnRoom);
             if (returnAt == 0) return null;
-            byte[] returnCode = TrampolineBuilder.BuildReturn(returnAt, mm.Area!.Table, returnIds);
+            var (returnCode, lostOffset) = TrampolineBuilder.BuildReturn(returnAt, mm.Area!.Table, returnIds);
             if (returnCode.Length > returnRoom || !mm.Memory.TryWrite(returnAt, returnCode))
             {
                 GiveUpPatch(site, "cannot write the return trampoline");
@@ -260,6 +260,7 @@ internal sealed partial class Tracer
             }
             hijack = new ReturnHijack(returnAt, SamePidNamespace(mm.Memory.Pid) ? Unistd.gettid() : 0);
             mm.InProcessReturnTrampolines.Add(returnAt);
+            mm.LostReturnTraps[returnAt + (ulong)lostOffset] = returnAt;
         }
         // Generous bounds on the generated code (checked below): the hijack and the guards carry a
         // /proc/self/status reader for their rare stops.

@@ -1,6 +1,7 @@
 using Uprec.Native;
 using Uprec.Symbols;
 using Uprec.Trace;
+using Uprec.Probing.Arch;
 using L = Uprec.Probing.Arch.InProcessLayout;
 
 namespace Uprec.Probing.Engine;
@@ -289,6 +290,69 @@ internal sealed partial class Tracer
             expected[e.Slot] = holds;
         }
         WriteShadow(memory, block, shadow.Where((_, i) => live[i]).ToList());
+    }
+
+    /// <summary>
+    /// A return trampoline found no entry for its slot on the thread's own shadow stack, and stopped.
+    /// The call began on another thread: a fiber or coroutine that a scheduler moved between threads
+    /// carries its stack, not its shadow entries. The newest entry for this slot and trampoline on
+    /// any thread's shadow stack has the return address: the trampoline's saved registers are put
+    /// back and the thread goes there (untimed; the entry stays, stale, on the other stack).
+    /// </summary>
+    /// <returns>False when no entry is found: nothing can say where the call returns to.</returns>
+    private bool RescueLostReturn(TracedTask task, ulong returnTrampoline)
+    {
+        AddressSpace mm = task.Process.Mm;
+        if (mm.Area is not InProcessArea area) return false;
+        user_regs_struct regs = Sys.GetRegs(task.Tid);
+        ulong slot = regs.rsp + (ulong)TrampolineBuilder.ReturnFrameLayout.SlotOffset;
+        ulong? original = null;
+        ulong newest = 0;
+        foreach (ThreadBlock b in area.Blocks)
+        {
+            List<ShadowEntry> shadow = ReadShadow(mm.Memory, b);
+            for (int i = shadow.Count - 1; i >= 0; i--)
+            {
+                ShadowEntry e = shadow[i];
+                if (e.Slot != slot || e.Trampoline != returnTrampoline || (original is not null && e.Tsc < newest)) continue;
+                // A tail call into this function returns where its caller's frame would: follow the
+                // chain of entries for the same slot down this stack to a real address.
+                ulong target = e.Original;
+                for (int j = i - 1; j >= 0 && mm.InProcessReturnTrampolines.Contains(target); j--)
+                {
+                    if (shadow[j].Slot == slot && shadow[j].Trampoline == target) target = shadow[j].Original;
+                }
+                (original, newest) = (target, e.Tsc);
+                break;
+            }
+        }
+        if (original is not ulong found || mm.InProcessReturnTrampolines.Contains(found) || found == mm.ReturnTrampoline)
+        {
+            _log.Warn($"task {task.Tid} returned through a return trampoline with no entry for its stack slot 0x{slot:x}; the program gets a SIGTRAP");
+            return false;
+        }
+        string[] saved = TrampolineBuilder.ReturnFrameLayout.Registers;
+        for (int i = 0; i < saved.Length; i++)
+        {
+            if (ReadWord(mm.Memory, regs.rsp + (ulong)(i * 8)) is not ulong value) return false;
+            switch (saved[i])
+            {
+                case "r9": regs.r9 = value; break;
+                case "r8": regs.r8 = value; break;
+                case "rdi": regs.rdi = value; break;
+                case "rsi": regs.rsi = value; break;
+                case "rdx": regs.rdx = value; break;
+                case "rcx": regs.rcx = value; break;
+                case "rax": regs.rax = value; break;
+            }
+        }
+        // The slot gets the real address, as the trampoline would have written it: the entry left on the
+        // other stack no longer matches its slot, so a cleanup drops it.
+        mm.Memory.TryWrite(slot, BitConverter.GetBytes(found));
+        regs.rsp = slot + 8;
+        regs.rip = found;
+        Sys.SetRegs(task.Tid, regs);
+        return true;
     }
 
     /// <summary>The shadow stack of the block the thread uses (found by its fs base, as the trampolines find it).</summary>

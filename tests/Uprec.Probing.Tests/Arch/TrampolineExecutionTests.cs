@@ -879,7 +879,7 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         var plan = Assert.IsType<PatchablePlan>(PatchSiteAnalyzer.Analyze(function, Site, []));
         var (code, tailOffset, _) = TrampolineBuilder.Build(Tramp, Table, true, s.Probes, at => PatchSiteAnalyzer.Relocate(plan, Site, at),
             new ReturnHijack(ReturnTramp, Environment.ProcessId));
-        byte[] returnCode = TrampolineBuilder.BuildReturn(ReturnTramp, Table, [FirstId]);
+        var (returnCode, _) = TrampolineBuilder.BuildReturn(ReturnTramp, Table, [FirstId]);
         string disassembly = Disassemble(code, Tramp, tailOffset) + "\nreturn trampoline:" + Disassemble(returnCode, ReturnTramp, -1);
 
         session.Map(Code, 0x10000).Map(Tramp, 0x10000).Map(Data, 0x20000).Map(Table, ThreadsMapping).Map(Block, L.BlockSize);
