@@ -142,10 +142,15 @@ public static class TrampolineBuilder
         a.jz(skip);
         a.Label(ref trap);
         a.int3();
-        // After uprec's stop the thread's shadow stack is empty (uprec took the entries it restored),
-        // so the restore below finds nothing to do; but if uprec was killed during the stop, before
-        // it restored anything, the thread resumes here untraced and must restore for itself.
-        if (restoreTable == 0) a.jmp(done);
+        if (restoreTable != 0)
+        {
+            // uprec restored the return addresses at the stop, unless it was killed during it before
+            // doing so: then the thread resumes here untraced and restores for itself.
+            EmitIsTraced(a, tracerPid);
+            a.test(eax, eax);
+            a.jz(skip);
+        }
+        a.jmp(done);
         a.Label(ref skip);
         if (restoreTable != 0) EmitRestoreShadow(a, restoreTable);
         else a.nop(); // Iced allows one label per instruction
