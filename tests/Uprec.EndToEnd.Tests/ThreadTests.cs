@@ -16,11 +16,15 @@ public sealed class ThreadTests(TestPrograms programs) : IDisposable
 
         Recording r = Uprec.Record(_dir, [$"{binary}:work"], binary, [threads.ToString(), callsPerThread.ToString()]);
 
-        Assert.Equal(r.Truth.Count("work"), r.Report.Count("work"));
-
         // The program printed each task's tid and call count on stderr (passed through by uprec).
         var expected = r.Truth.Tasks.Where(t => t.Function == "work").ToDictionary(t => t.Tid, t => t.Count);
         var actual = r.Report.Tasks.Where(t => t.Probe == "work").ToList();
+        // On a miss, say which task lost what (per-task counts come from rows; lost says how many were
+        // dropped) and what uprec said, so a rare miss can be told from a ring that overflowed.
+        Assert.True(r.Truth.Count("work") == r.Report.Count("work"),
+            $"work: the program made {r.Truth.Count("work")} calls, the report counts {r.Report.Count("work")} (lost {r.Report.Probe("work").Lost}); " +
+            $"per task, program vs report rows: {string.Join(", ", expected.Select(kv => $"{kv.Key}: {kv.Value} vs {actual.Where(t => t.Tid == kv.Key).Sum(t => t.Count)}"))}\n" +
+            $"uprec stderr:\n{r.Traced.Stderr}");
         Assert.True(int.Parse(r.Truth.Fact("threads")) == expected.Count,
             $"the program printed 'threads {r.Truth.Fact("threads")}' but {expected.Count} task lines on stderr:\n{r.Traced.Stderr}");
         Assert.Equal(expected.Count, actual.Count);
