@@ -390,8 +390,9 @@ public sealed partial class InProcessTests(TestPrograms shared, InProcessProgram
         Assert.Equal(kwork.Count, reported.Count);
         if (probe.EndsWith("%return", StringComparison.Ordinal))
         {
-            // Calls in flight at the detach return untimed; every other kept entry has its return.
-            Assert.True(reported.Latency is { Count: > 0 } l && l.Count <= kwork.Count - kwork.Lost,
+            // Calls in flight at the detach return untimed. (A return's record may be kept where its
+            // entry's was dropped, so the bound is the calls, not the kept entries.)
+            Assert.True(reported.Latency is { Count: > 0 } l && l.Count <= kwork.Count,
                 $"kwork%return: {reported.Latency?.Count} returns timed of {kwork.Count} calls ({kwork.Lost} lost)");
         }
     }

@@ -131,6 +131,7 @@ internal sealed class TraceParquetEncoder
         _body.AppendVarInt(ZigZag(values.IsEmpty ? 0 : values[0]));
         Span<long> deltas = stackalloc long[blockSize];
         Span<byte> widths = stackalloc byte[miniblocks];
+        Span<ulong> mini = stackalloc ulong[miniSize];
         for (int start = 1; start < values.Length; start += blockSize)
         {
             int count = Math.Min(blockSize, values.Length - start);
@@ -156,44 +157,12 @@ internal sealed class TraceParquetEncoder
             for (int m = 0; m < used; m++)
             {
                 // A miniblock is always 32 values wide; slots past the last delta pack as zero.
-                int width = widths[m];
-                Span<byte> packed = _body.Reserve(miniSize * width / 8);
-                if (width == 0)
+                for (int i = 0; i < miniSize; i++)
                 {
-                    continue;
+                    int d = m * miniSize + i;
+                    mini[i] = d < count ? unchecked((ulong)(deltas[d] - min)) : 0;
                 }
-                int bits = 0, o = 0;
-                if (width <= 56)
-                {
-                    // Fewer than 8 bits wait in the accumulator before each value, so 64 bits always hold them.
-                    ulong acc = 0;
-                    for (int i = m * miniSize; i < (m + 1) * miniSize; i++)
-                    {
-                        ulong v = i < count ? unchecked((ulong)(deltas[i] - min)) : 0;
-                        acc |= v << bits;
-                        bits += width;
-                        while (bits >= 8)
-                        {
-                            packed[o++] = (byte)acc;
-                            acc >>= 8;
-                            bits -= 8;
-                        }
-                    }
-                    continue;
-                }
-                UInt128 wide = 0;
-                for (int i = m * miniSize; i < (m + 1) * miniSize; i++)
-                {
-                    ulong v = i < count ? unchecked((ulong)(deltas[i] - min)) : 0;
-                    wide |= (UInt128)v << bits;
-                    bits += width;
-                    while (bits >= 8)
-                    {
-                        packed[o++] = (byte)wide;
-                        wide >>= 8;
-                        bits -= 8;
-                    }
-                }
+                PackBits(mini, widths[m], _body.Reserve(miniSize * widths[m] / 8));
             }
         }
         long offset = _position;
@@ -399,18 +368,53 @@ internal sealed class TraceParquetEncoder
         int groups = (values.Length + 7) / 8;
         _body.AppendVarInt(((ulong)groups << 1) | 1);
         Span<byte> packed = _body.Reserve(groups * width);
-        ulong acc = 0;
-        int bits = 0, o = 0;
-        for (int i = 0; i < groups * 8; i++)
+        Span<ulong> group = stackalloc ulong[8];
+        for (int g = 0; g < groups; g++)
         {
-            ulong v = i < values.Length ? (ulong)(uint)values[i] : 0;
-            acc |= v << bits;
-            bits += width;
-            while (bits >= 8)
+            for (int j = 0; j < 8; j++)
             {
-                packed[o++] = (byte)acc;
-                acc >>= 8;
-                bits -= 8;
+                int i = g * 8 + j;
+                group[j] = i < values.Length ? (uint)values[i] : 0;
+            }
+            // 8 values of width bits fill exactly width bytes.
+            PackBits(group, width, packed.Slice(g * width, width));
+        }
+    }
+
+    /// <summary>
+    /// <paramref name="values"/>, <paramref name="width"/> bits each, LSB first, into <paramref name="packed"/>
+    /// (values.Length * width / 8 bytes: callers pack multiples of 8 values). Up to 56 bits a 64-bit
+    /// accumulator holds a value plus the fewer than 8 bits still waiting; wider values need 128.
+    /// </summary>
+    private static void PackBits(ReadOnlySpan<ulong> values, int width, Span<byte> packed)
+    {
+        if (width == 0)
+        {
+            return;
+        }
+        int bits = 0, o = 0;
+        if (width <= 56)
+        {
+            ulong acc = 0;
+            foreach (ulong v in values)
+            {
+                acc |= v << bits;
+                for (bits += width; bits >= 8; bits -= 8)
+                {
+                    packed[o++] = (byte)acc;
+                    acc >>= 8;
+                }
+            }
+            return;
+        }
+        UInt128 wide = 0;
+        foreach (ulong v in values)
+        {
+            wide |= (UInt128)v << bits;
+            for (bits += width; bits >= 8; bits -= 8)
+            {
+                packed[o++] = (byte)wide;
+                wide >>= 8;
             }
         }
     }

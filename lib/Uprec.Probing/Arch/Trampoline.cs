@@ -95,21 +95,11 @@ public static class TrampolineBuilder
     /// The code of a trampoline at <paramref name="at"/>, ending with <paramref name="relocateTail"/>'s
     /// output (the displaced instructions and the jump back), which is placed right after the head.
     /// </summary>
-    /// <returns>The code, and the offset of the tail: where a thread that already had its hit counted
-    /// (it trapped on the int3 this trampoline replaces) continues.</returns>
-    public static (byte[] Code, int TailOffset) Build(ulong at, ulong threadTable, bool saveFlags, IReadOnlyList<TrampolineProbe> probes,
-        Func<ulong, byte[]> relocateTail)
-    {
-        var (code, tail, _) = Build(at, threadTable, saveFlags, probes, relocateTail, null);
-        return (code, tail);
-    }
-
-    /// <summary>
-    /// The same, for a site with %return probes: after the entry's records, the return address is
-    /// pushed on the thread's shadow stack and replaced by <paramref name="hijack"/>'s return trampoline.
-    /// </summary>
-    /// <returns>Also the offset of the int3 where a thread whose shadow stack is full asks uprec to drop
-    /// abandoned entries (-1 without <paramref name="hijack"/>).</returns>
+    /// <param name="hijack">For a site with %return probes (else null): after the entry's records, the
+    /// return address is pushed on the thread's shadow stack and replaced by its return trampoline.</param>
+    /// <returns>The code; the offset of the tail, where a thread that already had its hit counted (it
+    /// trapped on the int3 this trampoline replaces) continues; and the offset of the int3 where a
+    /// thread whose shadow stack is full asks uprec to drop abandoned entries (-1 without a hijack).</returns>
     public static (byte[] Code, int TailOffset, int FullTrapOffset) Build(ulong at, ulong threadTable, bool saveFlags,
         IReadOnlyList<TrampolineProbe> probes, Func<ulong, byte[]> relocateTail, ReturnHijack? hijack)
     {
@@ -282,9 +272,7 @@ public static class TrampolineBuilder
         a.test(r9, r9);
         a.jz(end);
         a.dec(r9);
-        a.mov(r10, r9);
-        a.shl(r10, 5);
-        a.add(r10, r8);                        // r10 = the entry - ShadowOffset
+        EmitEntryBase(a, r10, r9, r8);
         a.mov(rdi, __qword_ptr[r10 + InProcessLayout.ShadowOffset + InProcessLayout.ShadowSlot]);
         a.and(rdi, -4096);
         a.mov(esi, 1);
@@ -409,6 +397,14 @@ public static class TrampolineBuilder
         a.cmova(into, rax);
     }
 
+    /// <summary><paramref name="into"/> = the address of shadow entry <paramref name="index"/> of <paramref name="block"/>, minus ShadowOffset.</summary>
+    private static void EmitEntryBase(Assembler a, AssemblerRegister64 into, AssemblerRegister64 index, AssemblerRegister64 block)
+    {
+        a.mov(into, index);
+        a.shl(into, (byte)System.Numerics.BitOperations.Log2((uint)InProcessLayout.ShadowEntrySize));
+        a.add(into, block);
+    }
+
     /// <summary>rdi = the thread table entry whose key is this thread's fs base (rax), else a jump to <paramref name="miss"/>. Uses rcx.</summary>
     private static void EmitLookup(Assembler a, ulong threadTable, Label found, Label miss)
     {
@@ -491,9 +487,7 @@ public static class TrampolineBuilder
         a.cmp(rcx, InProcessLayout.ShadowEntries);
         a.jae(full);
         a.Label(ref push);
-        a.mov(rsi, rcx);
-        a.shl(rsi, 5);
-        a.add(rsi, rdi);                       // rsi = the entry - ShadowOffset
+        EmitEntryBase(a, rsi, rcx, rdi);
         a.lea(rdx, __[rsp + frame]);           // the slot: rsp at the function's entry
         // The entry is written while it is still above the depth (nothing reads it), then the depth
         // published, then the entry written again: a signal handler's probed call in between the first
@@ -564,9 +558,7 @@ public static class TrampolineBuilder
         a.test(rcx, rcx);
         a.jz(lost);
         a.dec(rcx);
-        a.mov(rsi, rcx);
-        a.shl(rsi, 5);
-        a.add(rsi, rdi);
+        EmitEntryBase(a, rsi, rcx, rdi);
         a.cmp(__qword_ptr[rsi + InProcessLayout.ShadowOffset + InProcessLayout.ShadowSlot], r8);
         a.jne(search);
         // Everything needed from the entry is read before it is given up.

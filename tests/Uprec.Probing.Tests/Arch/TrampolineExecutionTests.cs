@@ -274,7 +274,7 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         Scenario s = scenario(fs);
         var function = new CodeRange(Site, Assemble(Site, a => Function(a, s.Nop5)));
         var plan = Assert.IsType<PatchablePlan>(PatchSiteAnalyzer.Analyze(function, Site, []));
-        var (code, tailOffset) = TrampolineBuilder.Build(Tramp, Table, s.SaveFlags, s.Probes, at => PatchSiteAnalyzer.Relocate(plan, Site, at));
+        var (code, tailOffset, _) = TrampolineBuilder.Build(Tramp, Table, s.SaveFlags, s.Probes, at => PatchSiteAnalyzer.Relocate(plan, Site, at), null);
         string disassembly = Disassemble(code, Tramp, tailOffset);
 
         session.Map(Code, 0x10000).Map(Tramp, 0x10000).Map(Data, 0x20000).Map(Table, ThreadsMapping).Map(Block, L.BlockSize);
@@ -618,9 +618,9 @@ public class TrampolineExecutionTests(SlotHarness harness) : IClassFixture<SlotH
         // counted and both be recorded in slots of their own (or counted as drops), and the interrupted
         // call must see no difference.
         var probe = new TrampolineProbe(FirstId, ["rdi", "rsi"]);
-        var (code, tailOffset) = TrampolineBuilder.Build(Tramp, Table, true, [probe],
+        var (code, tailOffset, _) = TrampolineBuilder.Build(Tramp, Table, true, [probe],
             at => PatchSiteAnalyzer.Relocate(Assert.IsType<PatchablePlan>(PatchSiteAnalyzer.Analyze(
-                new CodeRange(Site, Assemble(Site, a => Function(a, false))), Site, [])), Site, at));
+                new CodeRange(Site, Assemble(Site, a => Function(a, false))), Site, [])), Site, at), null);
         var failures = new List<string>();
         string disassembly = "";
         foreach (var (address, text) in FoundPath(code, tailOffset))
