@@ -49,6 +49,49 @@ public class AppendEntriesTests
     }
 
     /// <summary>
+    /// Row memory reserved in the background (what the in-process drain asks for): rows appended before
+    /// it is used move over, captures included, and the second reserved buffer serves the next row
+    /// group; the file is the same as without a reservation, in row groups of the configured size.
+    /// </summary>
+    [Fact]
+    public void ReservedMemoryTakesOverBufferedRowsAndChangesNothingInTheFile()
+    {
+        using var dir = new TempDir();
+        ProbeMeta a = new() { Id = 0, Name = "a", Spec = "x:a" };
+        ProbeMeta b = new() { Id = 3, Name = "b", Spec = "x:b", Args = [new ArgMeta("len", "s64", "rsi")] };
+        var rows = Enumerable.Range(0, 7000).Select(i => new HitRecord
+        {
+            TimeNs = 5000 + i, Pid = 10, Tid = 11 + i / 1000, ProbeId = i % 4 == 1 ? 3 : 0, DurationNs = -1, Comm = "w",
+            Args = i % 4 == 1 ? [(long)i * 3] : null,
+        }).ToList();
+        // Larger than a buffer's first size (1024 rows), so the reservation is not moot.
+        var options = new TraceWriterOptions { RowGroupSize = 3000, Probes = [a, b] };
+        string plain = dir.File("plain.parquet"), reserved = dir.File("reserved.parquet");
+        using (var writer = new TraceWriter(plain, options))
+        {
+            foreach (HitRecord r in rows) writer.Append(r);
+            writer.Complete(new TraceMetadata { Probes = [a, b] });
+        }
+        using (var writer = new TraceWriter(reserved, options))
+        {
+            for (int i = 0; i < 1500; i++) writer.Append(rows[i]);
+            writer.Reserve();
+            for (int i = 1500; i < 1600; i++) writer.Append(rows[i]);
+            writer.UseReserved();
+            writer.UseReserved(); // a second call changes nothing
+            for (int i = 1600; i < rows.Count; i++) writer.Append(rows[i]);
+            writer.Complete(new TraceMetadata { Probes = [a, b] });
+        }
+        Assert.Equal(Read(plain), Read(reserved));
+        List<string> lines = Read(reserved);
+        Assert.Equal(7000, lines.Count);
+        Assert.EndsWith(" 3", lines[1], StringComparison.Ordinal);       // a capture appended before the reservation
+        Assert.EndsWith(" 4503", lines[1501], StringComparison.Ordinal); // and one between it and its use
+        using TraceReader reader = TraceReader.Open(reserved);
+        Assert.Equal([3000, 3000, 1000], reader.ReadBatches().Select(batch => batch.Count));
+    }
+
+    /// <summary>
     /// Returns in batches (TraceWriter.AppendReturns): kind, duration and the return value in the
     /// probe's retval column, as single appends of return HitRecords whose last argument is rax; a
     /// probe with a capture before its retval, and one with a capture only (its rows have no retval).

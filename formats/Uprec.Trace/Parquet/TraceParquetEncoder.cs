@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
+using System.Numerics;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using System.Text;
 using Snappier;
 
@@ -129,45 +131,76 @@ internal sealed class TraceParquetEncoder
         _body.AppendVarInt(miniblocks);
         _body.AppendVarInt((ulong)values.Length);
         _body.AppendVarInt(ZigZag(values.IsEmpty ? 0 : values[0]));
-        Span<long> deltas = stackalloc long[blockSize];
+        Span<ulong> relative = stackalloc ulong[blockSize];
         Span<byte> widths = stackalloc byte[miniblocks];
-        Span<ulong> mini = stackalloc ulong[miniSize];
         for (int start = 1; start < values.Length; start += blockSize)
         {
             int count = Math.Min(blockSize, values.Length - start);
-            long min = long.MaxValue;
-            for (int i = 0; i < count; i++)
-            {
-                deltas[i] = unchecked(values[start + i] - values[start + i - 1]);
-                min = Math.Min(min, deltas[i]);
-            }
+            // Each delta minus the block's smallest, as unsigned; slots past the last delta are zero.
+            long min = count == blockSize && Vector256.IsHardwareAccelerated
+                ? RelativeDeltasOfFullBlock(values, start, relative)
+                : RelativeDeltas(values, start, count, relative);
             _body.AppendVarInt(ZigZag(min));
             int used = (count + miniSize - 1) / miniSize;
             widths.Clear();
             for (int m = 0; m < used; m++)
             {
-                ulong max = 0;
-                for (int i = m * miniSize; i < Math.Min(count, (m + 1) * miniSize); i++)
+                // The widest value's bit length is the bit length of all of them or'ed together.
+                ulong any = 0;
+                foreach (ulong v in relative.Slice(m * miniSize, miniSize))
                 {
-                    max = Math.Max(max, unchecked((ulong)(deltas[i] - min)));
+                    any |= v;
                 }
-                widths[m] = (byte)(64 - ulong.LeadingZeroCount(max));
+                widths[m] = (byte)(64 - ulong.LeadingZeroCount(any));
             }
             _body.Append(widths);
             for (int m = 0; m < used; m++)
             {
-                // A miniblock is always 32 values wide; slots past the last delta pack as zero.
-                for (int i = 0; i < miniSize; i++)
-                {
-                    int d = m * miniSize + i;
-                    mini[i] = d < count ? unchecked((ulong)(deltas[d] - min)) : 0;
-                }
-                PackBits(mini, widths[m], _body.Reserve(miniSize * widths[m] / 8));
+                // A miniblock is always 32 values wide.
+                PackBits(relative.Slice(m * miniSize, miniSize), widths[m], _body.Reserve(miniSize * widths[m] / 8));
             }
         }
         long offset = _position;
         (long u, long c) = WritePage(PageData, values.Length, EncDeltaBinaryPacked);
         _current!.Chunks.Add(new ChunkInfo(column, values.Length, offset, null, offset, u, c, false, EncDeltaBinaryPacked));
+    }
+
+    /// <summary>The deltas of values[start - 1 .. start + count] minus their minimum (returned), zero-padded to relative's length.</summary>
+    private static long RelativeDeltas(ReadOnlySpan<long> values, int start, int count, Span<ulong> relative)
+    {
+        long min = long.MaxValue;
+        for (int i = 0; i < count; i++)
+        {
+            min = Math.Min(min, unchecked(values[start + i] - values[start + i - 1]));
+        }
+        for (int i = 0; i < count; i++)
+        {
+            relative[i] = unchecked((ulong)(values[start + i] - values[start + i - 1] - min));
+        }
+        relative[count..].Clear();
+        return min;
+    }
+
+    /// <summary><see cref="RelativeDeltas"/> of a whole block, four lanes at a time (a trace's timestamps are most of its encoding work).</summary>
+    private static long RelativeDeltasOfFullBlock(ReadOnlySpan<long> values, int start, Span<ulong> relative)
+    {
+        ref long v = ref MemoryMarshal.GetReference(values);
+        ref ulong r = ref MemoryMarshal.GetReference(relative);
+        Vector256<long> min = Vector256.Create(long.MaxValue);
+        for (int i = 0; i < relative.Length; i += Vector256<long>.Count)
+        {
+            // Wrapping subtraction, as the scalar path's unchecked one.
+            Vector256<long> delta = Vector256.LoadUnsafe(ref v, (nuint)(start + i)) - Vector256.LoadUnsafe(ref v, (nuint)(start + i - 1));
+            delta.AsUInt64().StoreUnsafe(ref r, (nuint)i);
+            min = Vector256.Min(min, delta);
+        }
+        long least = Math.Min(Math.Min(min[0], min[1]), Math.Min(min[2], min[3]));
+        Vector256<ulong> subtract = Vector256.Create(unchecked((ulong)least));
+        for (int i = 0; i < relative.Length; i += Vector256<ulong>.Count)
+        {
+            (Vector256.LoadUnsafe(ref r, (nuint)i) - subtract).StoreUnsafe(ref r, (nuint)i);
+        }
+        return least;
     }
 
     /// <summary>Optional INT64/UINT64: <paramref name="defined"/>[i] != 0 marks a value; undefined slots are skipped.</summary>
@@ -285,36 +318,17 @@ internal sealed class TraceParquetEncoder
     private readonly List<int> _intDictionary = [];
     private int[] _intIndices = [];
 
-    /// <summary>Definition levels of a flat optional column: RLE/bit-packed hybrid, width 1, with a 4-byte length prefix (data page v1).</summary>
+    /// <summary>
+    /// Definition levels of a flat optional column: RLE/bit-packed hybrid, width 1, with a 4-byte length
+    /// prefix (data page v1). Rows come in batches of one kind, so a return probe's duration column
+    /// is runs of present values between runs of entry rows' nulls: a few bytes per batch.
+    /// </summary>
     private void AppendDefinitionLevels(ReadOnlySpan<byte> defined)
     {
         int lengthAt = _body.Length;
         _body.AppendInt32(0);
         int start = _body.Length;
-        // All defined: one RLE run is the common case for argument columns of a single probe.
-        if (defined.IndexOf((byte)0) < 0)
-        {
-            _body.AppendVarInt((ulong)defined.Length << 1);
-            _body.AppendByte(1);
-        }
-        else
-        {
-            int groups = (defined.Length + 7) / 8;
-            _body.AppendVarInt(((ulong)groups << 1) | 1);
-            for (int g = 0; g < groups; g++)
-            {
-                int b = 0;
-                for (int j = 0; j < 8; j++)
-                {
-                    int i = g * 8 + j;
-                    if (i < defined.Length && defined[i] != 0)
-                    {
-                        b |= 1 << j;
-                    }
-                }
-                _body.AppendByte((byte)b);
-            }
-        }
+        AppendHybrid(defined, 1);
         _body.PatchInt32(lengthAt, _body.Length - start);
     }
 
@@ -324,7 +338,7 @@ internal sealed class TraceParquetEncoder
     /// one task and one probe, so pid, tid, comm, kind and probe are long runs: RLE costs a few bytes
     /// per run where bit-packing touches every value.
     /// </summary>
-    private void AppendHybrid(ReadOnlySpan<int> values, int width)
+    private void AppendHybrid<T>(ReadOnlySpan<T> values, int width) where T : unmanaged, IBinaryInteger<T>
     {
         int i = 0;
         while (i < values.Length)
@@ -333,7 +347,7 @@ internal sealed class TraceParquetEncoder
             if (run >= 8)
             {
                 _body.AppendVarInt((ulong)run << 1);
-                int value = values[i];
+                ulong value = ulong.CreateTruncating(values[i]);
                 for (int b = 0; b < (width + 7) / 8; b++)
                 {
                     _body.AppendByte((byte)(value >> (8 * b)));
@@ -355,15 +369,15 @@ internal sealed class TraceParquetEncoder
     }
 
     /// <summary>How many values from <paramref name="start"/> equal the one there, counting no further than <paramref name="limit"/>.</summary>
-    private static int RunFrom(ReadOnlySpan<int> values, int start, int limit)
+    private static int RunFrom<T>(ReadOnlySpan<T> values, int start, int limit) where T : unmanaged, IBinaryInteger<T>
     {
-        ReadOnlySpan<int> rest = values.Slice(start, Math.Min(values.Length - start, limit));
+        ReadOnlySpan<T> rest = values.Slice(start, Math.Min(values.Length - start, limit));
         int other = rest.IndexOfAnyExcept(values[start]); // vectorised: runs are thousands of rows long
         return other < 0 ? rest.Length : other;
     }
 
     /// <summary>One bit-packed run of the RLE/bit-packed hybrid: groups of 8 values, LSB first; the tail group is padded.</summary>
-    private void AppendBitPacked(ReadOnlySpan<int> values, int width)
+    private void AppendBitPacked<T>(ReadOnlySpan<T> values, int width) where T : unmanaged, IBinaryInteger<T>
     {
         int groups = (values.Length + 7) / 8;
         _body.AppendVarInt(((ulong)groups << 1) | 1);
@@ -374,7 +388,8 @@ internal sealed class TraceParquetEncoder
             for (int j = 0; j < 8; j++)
             {
                 int i = g * 8 + j;
-                group[j] = i < values.Length ? (uint)values[i] : 0;
+                // Indices and levels are never negative: the value's bits are the value.
+                group[j] = i < values.Length ? ulong.CreateTruncating(values[i]) : 0;
             }
             // 8 values of width bits fill exactly width bytes.
             PackBits(group, width, packed.Slice(g * width, width));
@@ -393,6 +408,24 @@ internal sealed class TraceParquetEncoder
             return;
         }
         int bits = 0, o = 0;
+        if (width <= 32 && values.Length * width % 32 == 0)
+        {
+            // Whole 32-bit words (a delta miniblock: 32 values): a store per word, not per byte.
+            ulong word = 0;
+            foreach (ulong v in values)
+            {
+                word |= v << bits;
+                bits += width;
+                if (bits >= 32)
+                {
+                    BinaryPrimitives.WriteUInt32LittleEndian(packed[o..], (uint)word);
+                    o += 4;
+                    word >>= 32;
+                    bits -= 32;
+                }
+            }
+            return;
+        }
         if (width <= 56)
         {
             ulong acc = 0;

@@ -107,6 +107,9 @@ internal sealed unsafe class Drainer : IDisposable
     {
         _lock = sinkLock;
         _writer = writer;
+        // Samples can come at tens of millions a second from here on: have the row memory ready
+        // (the recorder started on it before the program ran).
+        lock (_lock) _writer.UseReserved();
         _thread = new Thread(Run) { Name = "uprec-drain", IsBackground = true };
         _thread.Start();
     }
