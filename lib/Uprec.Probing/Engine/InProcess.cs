@@ -90,7 +90,7 @@ internal sealed class InProcessArea(int pid, ulong table)
 internal sealed unsafe class Drainer : IDisposable
 {
     private const int ChunkRecords = 16384;
-    private readonly object _lock;
+    private readonly SinkLock _lock;
     private readonly TraceWriter _writer;
     private readonly TscClock _clock = new();
     private readonly List<InProcessArea> _areas = [];
@@ -103,20 +103,20 @@ internal sealed unsafe class Drainer : IDisposable
     /// <summary>The last pass found a ring at least a quarter full.</summary>
     private bool _busy;
 
-    public Drainer(object sinkLock, TraceWriter writer)
+    public Drainer(SinkLock sinkLock, TraceWriter writer)
     {
         _lock = sinkLock;
         _writer = writer;
         // Samples can come at tens of millions a second from here on: have the row memory ready
         // (the recorder started on it before the program ran).
-        lock (_lock) _writer.UseReserved();
+        using (_lock.Enter()) _writer.UseReserved();
         _thread = new Thread(Run) { Name = "uprec-drain", IsBackground = true };
         _thread.Start();
     }
 
     public void AddProbe(Probe p)
     {
-        lock (_lock)
+        using (_lock.Enter())
         {
             _probes[p.Id] = p;
             _shapes[p.Id] = Shape.Known | (p.Spec.Args.Count > 0 ? Shape.Captures : 0) | (p.Spec.IsReturn ? Shape.Return : 0);
@@ -143,7 +143,7 @@ internal sealed unsafe class Drainer : IDisposable
         {
             while (!_stop)
             {
-                lock (_lock)
+                using (_lock.EnterAfterOthers())
                 {
                     _clock.Refresh();
                     foreach (InProcessArea a in _areas)
@@ -167,7 +167,7 @@ internal sealed unsafe class Drainer : IDisposable
     /// <summary>Drains every block of an area and reads its counters; with <paramref name="close"/>, the last time.</summary>
     public void DrainNow(InProcessArea area, bool close)
     {
-        lock (_lock)
+        using (_lock.Enter())
         {
             if (area.Closed) return;
             _clock.Refresh();
@@ -183,7 +183,7 @@ internal sealed unsafe class Drainer : IDisposable
     /// <summary>The area's memory is gone (or is another image's now): keep its last counters, read nothing more.</summary>
     public void Close(InProcessArea area)
     {
-        lock (_lock)
+        using (_lock.Enter())
         {
             area.Closed = true;
             _areas.Remove(area);
@@ -194,7 +194,7 @@ internal sealed unsafe class Drainer : IDisposable
     public long[] Totals()
     {
         var totals = new long[L.MaxProbes];
-        lock (_lock)
+        using (_lock.Enter())
         {
             foreach (InProcessArea a in _seen)
             {
@@ -208,7 +208,7 @@ internal sealed unsafe class Drainer : IDisposable
 
     public void Track(InProcessArea area)
     {
-        lock (_lock)
+        using (_lock.Enter())
         {
             _seen.Add(area);
             if (!_areas.Contains(area)) _areas.Add(area);

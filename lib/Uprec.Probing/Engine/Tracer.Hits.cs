@@ -105,7 +105,7 @@ internal sealed partial class Tracer
             p.Count++;
             hit.ProbeId = p.Id;
             hit.Args = captured;
-            lock (_sinkLock) _writer.Append(in hit);
+            using (_sinkLock.Enter()) _writer.Append(in hit);
             if (p.Spec.IsReturn) (returning ??= []).Add(p);
         }
         if (returning is not null && !_ending) HijackReturn(task, site, returning, regs.rsp, now);

@@ -18,7 +18,7 @@ internal sealed partial class Tracer
 {
     public HitPathMode HitPath { get; init; }
     /// <summary>Guards the trace writer: the drain thread and the tracer thread both append.</summary>
-    private readonly object _sinkLock = new();
+    private readonly SinkLock _sinkLock = new();
     private Drainer? _drainer;
     /// <summary>Stops taken while holding an address space still, handled by the main loop afterwards.</summary>
     private readonly Queue<(int Tid, int Status)> _deferred = new();
@@ -411,7 +411,7 @@ internal sealed partial class Tracer
         if (!mm.Memory.TryWrite(entryAddress + 8, BitConverter.GetBytes(block))
             || !mm.Memory.TryWrite(entryAddress, BitConverter.GetBytes(fsBase))) return;
         var b = new ThreadBlock(block, fsBase, entry) { Owner = task };
-        lock (_sinkLock)
+        using (_sinkLock.Enter())
         {
             area.UsedEntries.Add(entry);
             area.ByKey[fsBase] = b;

@@ -160,7 +160,7 @@ internal sealed partial class Tracer
                 var values = new object?[p.Spec.Args.Count + 1];
                 values[^1] = (long)regs.rax;
                 hit.Args = values;
-                lock (_sinkLock) _writer.Append(in hit);
+                using (_sinkLock.Enter()) _writer.Append(in hit);
             }
         }
         regs.rip = task.Frames[first].OriginalReturn;

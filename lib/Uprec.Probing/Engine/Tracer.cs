@@ -326,7 +326,7 @@ internal sealed partial class Tracer
         long now = Stopwatch.GetTimestamp();
         if (now - _lastFlush < Stopwatch.Frequency) return;
         _lastFlush = now;
-        lock (_sinkLock) _writer.Flush();
+        using (_sinkLock.Enter()) _writer.Flush();
     }
 
     private void Dispatch(int tid, int status)
