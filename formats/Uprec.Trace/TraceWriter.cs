@@ -55,6 +55,7 @@ public sealed class TraceWriter : IDisposable
     private long[] _scratchValues = [];
     private byte[] _scratchDefined = [];
     private int[] _scratchIndices = [];
+    private int[] _scratchRuns = [];
 
     private long _rowsWritten;
     private bool _completed;
@@ -64,12 +65,8 @@ public sealed class TraceWriter : IDisposable
     private sealed class Rows(int argColumns)
     {
         public long[] Time = [];
-        public int[] Pid = [];
-        public int[] Tid = [];
         public int[] Probe = [];
-        public int[] Kind = [];
         public long[] Duration = [];
-        public int[] Comm = [];
         /// <summary>String argument columns (null = not captured); integer columns leave theirs empty.</summary>
         public object?[][] Args = Enumerable.Range(0, argColumns).Select(_ => Array.Empty<object?>()).ToArray();
         /// <summary>Integer argument columns, unboxed: the value, and 1 where the row has one.</summary>
@@ -77,18 +74,55 @@ public sealed class TraceWriter : IDisposable
         public byte[][] ArgDefined = Enumerable.Range(0, argColumns).Select(_ => Array.Empty<byte>()).ToArray();
         public int Count;
 
+        // The task columns (pid, tid, comm slot) and the kind, as runs: rows come in batches of one
+        // task and kind, so a run is stored once (from its first row to the next run's), not per row.
+        public int[] RunStart = new int[16];
+        public int[] RunPid = new int[16];
+        public int[] RunTid = new int[16];
+        public int[] RunComm = new int[16];
+        public int[] RunKind = new int[16];
+        public int Runs;
+
+        /// <summary>The rows from <see cref="Count"/> on belong to this task and kind (a new run unless the last one is the same).</summary>
+        public void Mark(int pid, int tid, int comm, int kind)
+        {
+            int last = Runs - 1;
+            if (last >= 0 && RunPid[last] == pid && RunTid[last] == tid && RunComm[last] == comm && RunKind[last] == kind)
+            {
+                return;
+            }
+            if (last >= 0 && RunStart[last] == Count)
+            {
+                Runs--; // the last run got no rows: replace it
+            }
+            if (Runs == RunStart.Length)
+            {
+                int size = Runs * 2;
+                Array.Resize(ref RunStart, size);
+                Array.Resize(ref RunPid, size);
+                Array.Resize(ref RunTid, size);
+                Array.Resize(ref RunComm, size);
+                Array.Resize(ref RunKind, size);
+            }
+            RunStart[Runs] = Count;
+            RunPid[Runs] = pid;
+            RunTid[Runs] = tid;
+            RunComm[Runs] = comm;
+            RunKind[Runs] = kind;
+            Runs++;
+        }
+
+        /// <summary>Rows in run <paramref name="r"/>.</summary>
+        public int RunLength(int r) => (r + 1 < Runs ? RunStart[r + 1] : Count) - RunStart[r];
+
         /// <summary>Doubles the room, from 1024 rows up to <paramref name="limit"/>.</summary>
         public void Grow(int limit) => Resize(Math.Min(limit, Math.Max(1024, Time.Length * 2)));
 
         private void Resize(int size)
         {
             Array.Resize(ref Time, size);
-            Array.Resize(ref Pid, size);
-            Array.Resize(ref Tid, size);
             Array.Resize(ref Probe, size);
-            Array.Resize(ref Kind, size);
             Array.Resize(ref Duration, size);
-            Array.Resize(ref Comm, size);
             for (int i = 0; i < Args.Length; i++)
             {
                 Array.Resize(ref Args[i], size);
@@ -97,18 +131,14 @@ public sealed class TraceWriter : IDisposable
             }
         }
 
-        /// <summary>A buffer of a whole row group whose fixed columns are already written once, so their pages are mapped.</summary>
+        /// <summary>A buffer of a whole row group whose per-row columns are already written once, so their pages are mapped.</summary>
         public static Rows Touched(int argColumns, int size)
         {
             var rows = new Rows(argColumns);
             rows.Resize(size);
             rows.Time.AsSpan().Clear();
-            rows.Pid.AsSpan().Clear();
-            rows.Tid.AsSpan().Clear();
             rows.Probe.AsSpan().Clear();
-            rows.Kind.AsSpan().Clear();
             rows.Duration.AsSpan().Clear();
-            rows.Comm.AsSpan().Clear();
             return rows;
         }
 
@@ -117,18 +147,20 @@ public sealed class TraceWriter : IDisposable
         {
             int n = other.Count;
             other.Time.AsSpan(0, n).CopyTo(Time);
-            other.Pid.AsSpan(0, n).CopyTo(Pid);
-            other.Tid.AsSpan(0, n).CopyTo(Tid);
             other.Probe.AsSpan(0, n).CopyTo(Probe);
-            other.Kind.AsSpan(0, n).CopyTo(Kind);
             other.Duration.AsSpan(0, n).CopyTo(Duration);
-            other.Comm.AsSpan(0, n).CopyTo(Comm);
             for (int i = 0; i < Args.Length; i++)
             {
                 other.Args[i].AsSpan(0, n).CopyTo(Args[i]);
                 other.ArgValues[i].AsSpan(0, n).CopyTo(ArgValues[i]);
                 other.ArgDefined[i].AsSpan(0, n).CopyTo(ArgDefined[i]);
             }
+            RunStart = (int[])other.RunStart.Clone();
+            RunPid = (int[])other.RunPid.Clone();
+            RunTid = (int[])other.RunTid.Clone();
+            RunComm = (int[])other.RunComm.Clone();
+            RunKind = (int[])other.RunKind.Clone();
+            Runs = other.Runs;
             Count = n;
         }
     }
@@ -297,12 +329,9 @@ public sealed class TraceWriter : IDisposable
         }
         Rows rows = Room();
         int row = rows.Count;
+        rows.Mark(hit.Pid, hit.Tid, CommSlot(hit.Comm ?? ""), hit.Kind == HitKind.Return ? 1 : 0);
         rows.Time[row] = hit.TimeNs;
-        rows.Pid[row] = hit.Pid;
-        rows.Tid[row] = hit.Tid;
-        rows.Kind[row] = hit.Kind == HitKind.Return ? 1 : 0;
         rows.Duration[row] = hit.Kind == HitKind.Return ? hit.DurationNs : -1;
-        rows.Comm[row] = CommSlot(hit.Comm ?? "");
         if (_probes.TryGetValue(hit.ProbeId, out var probe))
         {
             rows.Probe[row] = probe.Slot;
@@ -389,36 +418,40 @@ public sealed class TraceWriter : IDisposable
             Rows rows = Room();
             int n = Math.Min(times.Length - done, rows.Time.Length - rows.Count);
             int at = rows.Count;
+            rows.Mark(pid, tid, commSlot, returns ? 1 : 0);
             times.Slice(done, n).CopyTo(rows.Time.AsSpan(at, n));
-            rows.Pid.AsSpan(at, n).Fill(pid);
-            rows.Tid.AsSpan(at, n).Fill(tid);
-            rows.Comm.AsSpan(at, n).Fill(commSlot);
             if (returns)
             {
-                rows.Kind.AsSpan(at, n).Fill(1);
                 durations.Slice(done, n).CopyTo(rows.Duration.AsSpan(at, n));
             }
             else
             {
-                rows.Kind.AsSpan(at, n).Clear();
                 rows.Duration.AsSpan(at, n).Fill(-1);
             }
             // Argument columns need nothing for entries: they are cleared after each encode (not captured).
-            for (int i = 0; i < n; i++)
+            // A run of one probe's rows at a time: a batch is usually one run.
+            ReadOnlySpan<int> ids = probeIds.Slice(done, n);
+            for (int i = 0; i < n; )
             {
-                int id = probeIds[done + i];
+                int id = ids[i];
+                int run = ids[i..].IndexOfAnyExcept(id);
+                if (run < 0)
+                {
+                    run = n - i;
+                }
                 if (id != lastId)
                 {
                     lastSlot = ProbeSlot(id);
                     lastColumn = returns ? ReturnValueColumn(id) : -1;
                     lastId = id;
                 }
-                rows.Probe[at + i] = lastSlot;
+                rows.Probe.AsSpan(at + i, run).Fill(lastSlot);
                 if (lastColumn >= 0)
                 {
-                    rows.ArgValues[lastColumn][at + i] = returnValues[done + i];
-                    rows.ArgDefined[lastColumn][at + i] = 1;
+                    returnValues.Slice(done + i, run).CopyTo(rows.ArgValues[lastColumn].AsSpan(at + i, run));
+                    rows.ArgDefined[lastColumn].AsSpan(at + i, run).Fill(1);
                 }
+                i += run;
             }
             rows.Count = at + n;
             done += n;
@@ -601,10 +634,21 @@ public sealed class TraceWriter : IDisposable
         }
         _encoder.BeginRowGroup(n);
         _encoder.WriteInt64Delta(rows.Time.AsSpan(0, n));
-        _encoder.WriteInt32Dictionary(rows.Pid.AsSpan(0, n));
-        _encoder.WriteInt32Dictionary(rows.Tid.AsSpan(0, n));
+        // The task columns and the kind go out as the runs they are kept in.
+        int runs = rows.Runs;
+        if (_scratchRuns.Length < runs)
+        {
+            _scratchRuns = new int[rows.RunStart.Length];
+        }
+        Span<int> lengths = _scratchRuns.AsSpan(0, runs);
+        for (int r = 0; r < runs; r++)
+        {
+            lengths[r] = rows.RunLength(r);
+        }
+        _encoder.WriteInt32DictionaryRuns(rows.RunPid.AsSpan(0, runs), lengths);
+        _encoder.WriteInt32DictionaryRuns(rows.RunTid.AsSpan(0, runs), lengths);
         _encoder.WriteDictionary(rows.Probe.AsSpan(0, n), probeNames, optional: false);
-        _encoder.WriteDictionary(rows.Kind.AsSpan(0, n), KindNames, optional: false);
+        _encoder.WriteDictionaryRuns(rows.RunKind.AsSpan(0, runs), lengths, KindNames);
         Span<byte> defined = _scratchDefined.AsSpan(0, n);
         for (int i = 0; i < n; i++)
         {
@@ -615,26 +659,18 @@ public sealed class TraceWriter : IDisposable
         int[] remap = new int[commNames.Length];
         Array.Fill(remap, -1);
         var used = new List<string>();
-        Span<int> commIndices = _scratchIndices.AsSpan(0, n);
-        ReadOnlySpan<int> comms = rows.Comm.AsSpan(0, n);
-        for (int i = 0; i < n; )
+        Span<int> commIndices = _scratchIndices.AsSpan(0, runs);
+        for (int r = 0; r < runs; r++)
         {
-            // Rows come in batches of one task: one lookup per run of equal slots.
-            int slot = comms[i];
-            int run = comms[i..].IndexOfAnyExcept(slot);
-            if (run < 0)
-            {
-                run = n - i;
-            }
+            int slot = rows.RunComm[r];
             if (remap[slot] < 0)
             {
                 remap[slot] = used.Count;
                 used.Add(commNames[slot]);
             }
-            commIndices.Slice(i, run).Fill(remap[slot]);
-            i += run;
+            commIndices[r] = remap[slot];
         }
-        _encoder.WriteDictionary(commIndices, used, optional: false);
+        _encoder.WriteDictionaryRuns(commIndices, lengths, used);
         for (int c = 0; c < _argColumns.Count; c++)
         {
             WriteArgColumn(rows, c, n);
@@ -649,6 +685,7 @@ public sealed class TraceWriter : IDisposable
             Array.Clear(column, 0, Math.Min(n, column.Length));
         }
         rows.Count = 0;
+        rows.Runs = 0;
         Interlocked.Add(ref _rowsWritten, n);
     }
 

@@ -266,6 +266,8 @@ internal sealed unsafe class Drainer : IDisposable
         int batch = 0, returns = 0;
         int taken = n;
         TscClock.Map clock = _clock.Current;
+        int countedId = 0;
+        long counted = 0;
         for (int i = 0; i < n; i++, seq++)
         {
             ulong commit = words[i * 4 + 3];
@@ -295,7 +297,15 @@ internal sealed unsafe class Drainer : IDisposable
                 _returnValues[returns++] = (long)words[i * 4 + 2];
                 continue;
             }
-            _rows[id]++;
+            // Counted in a register while the id repeats: an increment in memory per record would
+            // wait for the previous one's store.
+            if (id != countedId)
+            {
+                _rows[countedId] += counted;
+                countedId = id;
+                counted = 0;
+            }
+            counted++;
             if ((shape & Shape.Captures) == 0)
             {
                 _times[batch] = ns;
@@ -311,6 +321,7 @@ internal sealed unsafe class Drainer : IDisposable
             };
             _writer.Append(in hit);
         }
+        _rows[countedId] += counted;
         FlushBatch(ref batch, pid, tid, comm);
         if (returns > 0)
         {
