@@ -239,7 +239,7 @@ public sealed class TraceWriter : IDisposable
     /// source that may append tens of millions of rows a second (the in-process drain); <see
     /// cref="UseReserved"/> puts it to use. Without it the first million rows grow their arrays ten
     /// times and fault in their pages as they land (about 2 us a page on this VM), which halved the
-    /// rows a short burst could keep. Costs about 36 MB, plus 17 MB per argument column, twice.
+    /// rows a short burst could keep. Costs about 20 MB, plus 17 MB per argument column, twice.
     /// </summary>
     public void Reserve()
     {
