@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Uprec.Native;
 using Uprec.Probing.Arch;
@@ -25,9 +26,9 @@ internal sealed class ThreadBlock(ulong address, ulong key, int entry)
     public ulong[] Baseline = new ulong[L.MaxProbes];
     /// <summary>The counters last read; final once the address space is gone.</summary>
     public ulong[] Last = new ulong[L.MaxProbes];
-    /// <summary>The sequence number of a record found uncommitted at the head, and how often it was seen so.</summary>
+    /// <summary>The sequence number of a record found being written, and when it was first seen so (Stopwatch ticks).</summary>
     public ulong StuckAt = ulong.MaxValue;
-    public int StuckPasses;
+    public long StuckSince;
 }
 
 /// <summary>
@@ -274,12 +275,16 @@ internal sealed unsafe class Drainer : IDisposable
             int id = (int)(commit & 0xffff & ~(ulong)L.ReturnBit);
             if ((commit >> 16) != seq + 1 || id >= L.MaxProbes || _shapes[id] == Shape.Unknown)
             {
-                // Not committed yet (reserved, being written) or garbage. Wait a couple of passes for the
-                // first; give up on it after that, or now if the thread can no longer finish it.
-                if (!final && head - seq <= 2)
+                // Reserved and still being written (its thread descheduled, or a signal handler's records
+                // after it): wait for it, until its thread can no longer finish it or StuckLimit passes.
+                // Anything else is garbage the program wrote: skip it. (This waited three passes once,
+                // which a busy drain makes in microseconds: a loaded CI run lost a row of a thread that
+                // was preempted mid-record.)
+                if (!final && BeingWritten(commit, seq))
                 {
-                    if (b.StuckAt != seq) { b.StuckAt = seq; b.StuckPasses = 0; }
-                    if (++b.StuckPasses < 3) { taken = i; break; }
+                    long now = Stopwatch.GetTimestamp();
+                    if (b.StuckAt != seq) { b.StuckAt = seq; b.StuckSince = now; }
+                    if (now - b.StuckSince < StuckLimit) { taken = i; break; }
                 }
                 continue;
             }
@@ -330,6 +335,20 @@ internal sealed unsafe class Drainer : IDisposable
         }
         return taken;
     }
+
+    /// <summary>
+    /// How long a record may stay reserved and uncommitted before it is given up: a thread killed in the
+    /// middle of one is final anyway, so this only bounds a program that forges the pattern, or one
+    /// that longjmps out of a signal handler that interrupted a trampoline.
+    /// </summary>
+    private static readonly long StuckLimit = 2 * Stopwatch.Frequency;
+
+    /// <summary>
+    /// Whether a record's commit word says its slot was reserved and not yet written: the thread writes
+    /// the commit word last, so until then the slot holds the previous lap's (zero on the first lap).
+    /// </summary>
+    internal static bool BeingWritten(ulong commit, ulong seq) =>
+        seq < L.RingRecords ? commit == 0 : (commit >> 16) == seq + 1 - L.RingRecords;
 
     private void FlushBatch(ref int batch, int pid, int tid, string comm)
     {
