@@ -33,7 +33,8 @@
 #                                includes the warm-up calls)
 # Environment:
 #   UPREC          command that runs uprec (default: publishes cmd/uprec with `dotnet publish -c
-#                  Release` into a temp dir and uses DIR/uprec)
+#                  Release -p:UprecAot=true` (Native AOT, what uprec-demo ships) into a temp dir and
+#                  uses DIR/uprec; the JIT build if the AOT publish fails)
 #   PERF           perf binary (default: perf); without root or perf, the perf row is skipped
 #   UFTRACE        uftrace binary (default: uftrace); when missing and run as root, it is installed
 #                  with apt-get (Debian package uftrace); otherwise the row is skipped
@@ -93,10 +94,20 @@ trap cleanup EXIT
 gcc -O2 -pthread -o "$work/hitcost" "$here/hitcost.c"
 bin="$work/hitcost"
 
+build="given by UPREC"
 if [ -z "${UPREC:-}" ]; then
-    echo "publishing cmd/uprec (Release) ..." >&2
-    dotnet publish "$repo/cmd/uprec" -c Release -o "$work/uprec-bin" >"$work/publish.log" 2>&1 \
-        || { cat "$work/publish.log" >&2; exit 1; }
+    # The Native AOT build is what uprec-demo ships; without its linker prerequisites, the JIT one.
+    echo "publishing cmd/uprec (Release, Native AOT) ..." >&2
+    if dotnet publish "$repo/cmd/uprec" -c Release -p:UprecAot=true -o "$work/uprec-bin" >"$work/publish.log" 2>&1; then
+        build="Native AOT"
+    else
+        echo "Native AOT publish failed (see $work/publish.log); publishing the JIT build" >&2
+        dotnet publish "$repo/cmd/uprec" -c Release -o "$work/uprec-jit" >"$work/publish.log" 2>&1 \
+            || { cat "$work/publish.log" >&2; exit 1; }
+        rm -rf "$work/uprec-bin"
+        mv "$work/uprec-jit" "$work/uprec-bin"
+        build="JIT"
+    fi
     UPREC="$work/uprec-bin/uprec"
 fi
 
@@ -289,7 +300,7 @@ declare -A label=(
     [perf]="perf record (kernel uprobe)"
 )
 
-echo "hitcost: median of $repeats runs, $(nproc) CPUs, kernel $(uname -r); ns per hit (entry+return: per call)" >&2
+echo "hitcost: median of $repeats runs, $(nproc) CPUs, kernel $(uname -r), uprec $build; ns per hit (entry+return: per call)" >&2
 for row in "${rows[@]}"; do
     if [ "$row" = untraced ]; then
         for col in "${columns[@]}"; do
@@ -314,7 +325,7 @@ print_table() { # TITLE ARRAY-NAME [FORMAT]
     done
 }
 
-echo "hitcost: median of $repeats runs, $(nproc) CPUs, kernel $(uname -r)"
+echo "hitcost: median of $repeats runs, $(nproc) CPUs, kernel $(uname -r), uprec $build"
 print_table "ns per hit" cell
 printf '%-30s' "uprec default: kept M/s"
 for col in "${columns[@]}"; do printf ' %17s' "$(awk '{ print $1 }' <<<"${kept[uprec,$col]:-NA}")"; done

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Uprec.Trace.ParquetEncoding;
 
 namespace Uprec.Trace;
@@ -402,6 +403,7 @@ public sealed class TraceWriter : IDisposable
         AppendBatch(times, probeIds, durations, returnValues, pid, tid, comm, returns: true);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void AppendBatch(ReadOnlySpan<long> times, ReadOnlySpan<int> probeIds, ReadOnlySpan<long> durations,
         ReadOnlySpan<long> returnValues, int pid, int tid, string comm, bool returns)
     {
@@ -623,6 +625,7 @@ public sealed class TraceWriter : IDisposable
         File.Delete(_tempPath);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void EncodeRowGroup(Rows rows, string[] probeNames, string[] commNames)
     {
         int n = rows.Count;

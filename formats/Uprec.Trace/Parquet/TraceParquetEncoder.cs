@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Text;
@@ -122,6 +123,7 @@ internal sealed class TraceParquetEncoder
     /// their deltas pack into a byte or two where PLAIN needs eight (and Snappy then has little to do).
     /// Blocks of 128 deltas in 4 miniblocks of 32, each with its own bit width (Encodings.md).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void WriteInt64Delta(ReadOnlySpan<long> values)
     {
         ColumnDef column = NextColumn(ColumnKind.DeltaInt64);
@@ -166,6 +168,7 @@ internal sealed class TraceParquetEncoder
     }
 
     /// <summary>The deltas of values[start - 1 .. start + count] minus their minimum (returned), zero-padded to relative's length.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static long RelativeDeltas(ReadOnlySpan<long> values, int start, int count, Span<ulong> relative)
     {
         long min = long.MaxValue;
@@ -186,6 +189,7 @@ internal sealed class TraceParquetEncoder
     /// its encoding work). 128-bit vectors, not 256: the Native AOT build targets a baseline x64 without
     /// AVX, where Vector256 is not accelerated (measured: the scalar path ran instead).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static long RelativeDeltasOfFullBlock(ReadOnlySpan<long> values, int start, Span<ulong> relative)
     {
         ref long v = ref MemoryMarshal.GetReference(values);
@@ -208,6 +212,7 @@ internal sealed class TraceParquetEncoder
     }
 
     /// <summary>Optional INT64/UINT64: <paramref name="defined"/>[i] != 0 marks a value; undefined slots are skipped.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void WriteOptionalInt64(ReadOnlySpan<long> values, ReadOnlySpan<byte> defined, bool unsigned)
     {
         ColumnDef column = NextColumn(unsigned ? ColumnKind.OptionalUInt64 : ColumnKind.OptionalInt64);
@@ -363,6 +368,7 @@ internal sealed class TraceParquetEncoder
     /// prefix (data page v1). Rows come in batches of one kind, so a return probe's duration column
     /// is runs of present values between runs of entry rows' nulls: a few bytes per batch.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void AppendDefinitionLevels(ReadOnlySpan<byte> defined)
     {
         int lengthAt = _body.Length;
@@ -441,6 +447,7 @@ internal sealed class TraceParquetEncoder
     /// (values.Length * width / 8 bytes: callers pack multiples of 8 values). Up to 56 bits a 64-bit
     /// accumulator holds a value plus the fewer than 8 bits still waiting; wider values need 128.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackBits(ReadOnlySpan<ulong> values, int width, Span<byte> packed)
     {
         if (width == 0)
