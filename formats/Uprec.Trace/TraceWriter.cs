@@ -22,7 +22,8 @@ public sealed record TraceWriterOptions
 /// which is renamed over the target only by <see cref="Complete"/>, so the target is always either
 /// absent, the previous file, or a complete trace. Not thread-safe: one thread appends.
 /// A full row group is encoded on a background thread while appends fill a second buffer, so the
-/// appending thread (the tracer) does not stall for the encoding; memory is two row groups at most.
+/// appending thread (the tracer) does not stall for the encoding; memory is two row groups, and
+/// briefly a third while the buffers <see cref="Reserve"/> prepared replace ones that grew before.
 /// </summary>
 public sealed class TraceWriter : IDisposable
 {
@@ -132,7 +133,7 @@ public sealed class TraceWriter : IDisposable
             }
         }
 
-        /// <summary>A buffer of a whole row group whose per-row columns are already written once, so their pages are mapped.</summary>
+        /// <summary>A buffer of a whole row group whose fixed columns (time, probe, duration) are already written once, so their pages are mapped.</summary>
         public static Rows Touched(int argColumns, int size)
         {
             var rows = new Rows(argColumns);
@@ -245,7 +246,7 @@ public sealed class TraceWriter : IDisposable
     public void Reserve()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_reserved is not null || _filling.Time.Length >= _rowGroupSize)
+        if (_reserved is not null || _standby is not null || _filling.Time.Length >= _rowGroupSize)
         {
             return;
         }
@@ -260,13 +261,14 @@ public sealed class TraceWriter : IDisposable
     public void UseReserved()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_reserved is not { } reserved || _standby is not null || _filling.Time.Length >= _rowGroupSize)
+        Task<(Rows, Rows)>? reserved = _reserved;
+        _reserved = null; // used or not, it is not held on to
+        if (reserved is null || _filling.Time.Length >= _rowGroupSize)
         {
             return;
         }
         try
         {
-            _reserved = null;
             (Rows full, Rows second) = reserved.GetAwaiter().GetResult();
             full.CopyFrom(_filling);
             _filling = full;
@@ -573,6 +575,8 @@ public sealed class TraceWriter : IDisposable
         {
             throw new InvalidOperationException("the trace is already complete");
         }
+        _reserved = null;
+        _standby = null;
         StartRowGroup();
         WaitPending();
         try

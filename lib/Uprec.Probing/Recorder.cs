@@ -102,11 +102,11 @@ public static class Recorder
         {
             Probes = catalog.Probes.Select(p => p.ToMeta()).ToList(),
         });
-        // Probes in process can keep tens of millions of samples a second: map the row memory for them
-        // while the program starts, not while its first samples arrive.
-        if (request.HitPath != HitPathMode.Trap) writer.Reserve();
         catalog.ProbeAdded += probe => writer.DeclareProbe(probe.ToMeta());
         var tracer = new Tracer(catalog, writer, log) { IdleTracer = request.IdleTracer, HitPath = request.HitPath };
+        // Probes in process can keep tens of millions of samples a second: map the row memory for them
+        // while the program starts, not while its first samples arrive.
+        if (tracer.MayGoInProcess) writer.Reserve();
         Exception? failure = null;
         var thread = new Thread(() =>
         {

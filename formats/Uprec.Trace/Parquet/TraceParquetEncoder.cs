@@ -211,7 +211,7 @@ internal sealed class TraceParquetEncoder
         return least;
     }
 
-    /// <summary>Optional INT64/UINT64: <paramref name="defined"/>[i] != 0 marks a value; undefined slots are skipped.</summary>
+    /// <summary>Optional INT64/UINT64: <paramref name="defined"/>[i] is 1 for a value, 0 for a null (the levels are written as given); undefined slots are skipped.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void WriteOptionalInt64(ReadOnlySpan<long> values, ReadOnlySpan<byte> defined, bool unsigned)
     {

@@ -27,9 +27,13 @@ internal sealed class ThreadBlock(ulong address, ulong key, int entry)
     public ulong[] Baseline = new ulong[L.MaxProbes];
     /// <summary>The counters last read; final once the address space is gone.</summary>
     public ulong[] Last = new ulong[L.MaxProbes];
-    /// <summary>The sequence number of a record found being written, and when it was first seen so (Stopwatch ticks).</summary>
+    /// <summary>
+    /// The sequence number of the record last found being written, and since when (Stopwatch ticks)
+    /// the block has waited without a valid record: the wait is one budget per stall, not per record.
+    /// </summary>
     public ulong StuckAt = ulong.MaxValue;
     public long StuckSince;
+    public bool Stuck;
 }
 
 /// <summary>
@@ -169,14 +173,17 @@ internal sealed unsafe class Drainer : IDisposable
         }
     }
 
-    /// <summary>Drains every block of an area and reads its counters; with <paramref name="close"/>, the last time.</summary>
-    public void DrainNow(InProcessArea area, bool close)
+    /// <summary>
+    /// Drains every block of an area and reads its counters; with <paramref name="close"/>, the last time.
+    /// The block of an <paramref name="exiting"/> thread is drained for the last time too.
+    /// </summary>
+    public void DrainNow(InProcessArea area, bool close, TracedTask? exiting = null)
     {
         using (_lock.Enter())
         {
             if (area.Closed) return;
             _clock.Refresh();
-            DrainArea(area, final: close, readCounters: true);
+            DrainArea(area, final: close, readCounters: true, exiting);
             if (close)
             {
                 area.Closed = true;
@@ -220,21 +227,25 @@ internal sealed unsafe class Drainer : IDisposable
         }
     }
 
-    private void DrainArea(InProcessArea area, bool final, bool readCounters)
+    private void DrainArea(InProcessArea area, bool final, bool readCounters, TracedTask? exiting = null)
     {
-        foreach (ThreadBlock b in area.Blocks) DrainBlock(area.Pid, b, final);
+        foreach (ThreadBlock b in area.Blocks) DrainBlock(area.Pid, b, final || (exiting is not null && b.Owner == exiting));
         if (!readCounters) return;
         foreach (ThreadBlock b in area.Blocks) ReadCounters(area.Pid, b.Address + L.CountsOffset, b.Last);
         ReadCounters(area.Pid, area.Table + L.SharedCountsOffset, area.SharedLast);
     }
 
+    /// <summary>The process whose memory the block being drained is read through.</summary>
+    private int _readPid;
+
     private void DrainBlock(int pid, ThreadBlock b, bool final)
     {
+        _readPid = pid;
         if (ReadHead(pid, b.Address) is not ulong head) return;
         if (head - b.Consumed > L.RingRecords && head > b.Consumed)
             b.Consumed = head - L.RingRecords; // overwritten or scribbled: what is gone is lost (Count - rows)
         if (head < b.Consumed) b.Consumed = head; // a scribbled head: start again from it
-        if (head - b.Consumed >= L.RingRecords / 4) _busy = true;
+        ulong start = b.Consumed;
         while (b.Consumed < head)
         {
             ulong seq = b.Consumed;
@@ -248,8 +259,11 @@ internal sealed unsafe class Drainer : IDisposable
             // this pid's memory is another image's, and a write there must never happen. No memory
             // but a live ring holds commit words that match their sequence numbers.
             if (taken > 0 && anyValid) WriteTail(pid, b.Address, b.Consumed);
-            if (taken < n) break; // an uncommitted record at the head: its thread is writing it now
+            if (taken < n) break; // a record being written: its thread is writing it now
         }
+        // A quarter of a ring taken in one pass: it is being filled fast, go round again at once. (Not
+        // merely a quarter full: a block waiting on a record being written would spin the drain.)
+        if (b.Consumed - start >= L.RingRecords / 4) _busy = true;
     }
 
     private readonly long[] _times = new long[ChunkRecords];
@@ -268,7 +282,7 @@ internal sealed unsafe class Drainer : IDisposable
         TracedTask? owner = b.Owner;
         int pid = owner?.Process.Pid ?? 0, tid = owner?.Tid ?? 0;
         string comm = owner?.Comm ?? "";
-        ReadOnlySpan<ulong> words = MemoryMarshal.Cast<byte, ulong>(_buffer.AsSpan(0, n * L.RecordSize));
+        Span<ulong> words = MemoryMarshal.Cast<byte, ulong>(_buffer.AsSpan(0, n * L.RecordSize));
         int batch = 0, returns = 0;
         int taken = n;
         TscClock.Map clock = _clock.Current;
@@ -281,18 +295,25 @@ internal sealed unsafe class Drainer : IDisposable
             if ((commit >> 16) != seq + 1 || id >= L.MaxProbes || _shapes[id] == Shape.Unknown)
             {
                 // Reserved and still being written (its thread descheduled, or a signal handler's records
-                // after it): wait for it, until its thread can no longer finish it or StuckLimit passes.
-                // Anything else is garbage the program wrote: skip it. (This waited three passes once,
-                // which a busy drain makes in microseconds: a loaded CI run lost a row of a thread that
-                // was preempted mid-record.)
-                if (!final && BeingWritten(commit, seq))
+                // after it): wait for it while its thread can finish it, for at most StuckLimit without a
+                // valid record. Anything else is garbage the program wrote: skip it. (This waited three
+                // passes once, which a busy drain makes in microseconds: a loaded CI run lost a row of
+                // a thread that was preempted mid-record.)
+                if (!final && head - seq <= MaxInFlight && BeingWritten(commit, seq))
                 {
                     long now = Stopwatch.GetTimestamp();
-                    if (b.StuckAt != seq) { b.StuckAt = seq; b.StuckSince = now; }
+                    if (!b.Stuck) { b.Stuck = true; b.StuckSince = now; }
+                    b.StuckAt = seq;
                     if (now - b.StuckSince < StuckLimit) { taken = i; break; }
                 }
                 continue;
             }
+            // Read in address order, a record's commit word comes last: one committed during the copy
+            // may pair a new commit word with an old timestamp. That can happen to the thread's last
+            // reservation (head - 1) and to a record it was seen writing: read those again; once the
+            // commit word was seen, the rest (written before it) is there.
+            if ((head - seq == 1 || seq == b.StuckAt) && !Reread(b, seq, words.Slice(i * 4, 4), commit)) continue;
+            b.Stuck = false;
             anyValid = true;
             long ns = clock.ToNs(words[i * 4]);
             Shape shape = _shapes[id];
@@ -342,11 +363,30 @@ internal sealed unsafe class Drainer : IDisposable
     }
 
     /// <summary>
-    /// How long a record may stay reserved and uncommitted before it is given up: a thread killed in the
-    /// middle of one is final anyway, so this only bounds a program that forges the pattern, or one
-    /// that longjmps out of a signal handler that interrupted a trampoline.
+    /// How long a block may wait for records being written without finding a valid one. A thread that
+    /// exits mid-record is drained for the last time at its exit, so this only bounds a program that
+    /// forges the pattern or zeroes its ring, or one that longjmps out of a signal handler that
+    /// interrupted a trampoline.
     /// </summary>
     private static readonly long StuckLimit = 2 * Stopwatch.Frequency;
+
+    /// <summary>
+    /// How far below the head a record may still be in flight: the thread's own record (preempted), plus
+    /// those of signal handlers that interrupted it. Further down, an uncommitted record is garbage.
+    /// </summary>
+    private const ulong MaxInFlight = 256;
+
+    private readonly ulong[] _record = new ulong[L.RecordSize / 8];
+
+    /// <summary>Reads record <paramref name="seq"/> again into <paramref name="words"/>; false if it cannot be read or no longer holds that record.</summary>
+    private bool Reread(ThreadBlock b, ulong seq, Span<ulong> words, ulong commit)
+    {
+        ulong at = b.Address + L.RingOffset + (seq & (L.RingRecords - 1)) * L.RecordSize;
+        if (!Read(_readPid, at, MemoryMarshal.AsBytes(_record.AsSpan()))) return false;
+        if (_record[3] != commit) return false; // overwritten since: a lap later, or scribbled
+        _record.CopyTo(words);
+        return true;
+    }
 
     /// <summary>
     /// Whether a record's commit word says its slot was reserved and not yet written: the thread writes

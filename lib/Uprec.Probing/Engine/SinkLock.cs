@@ -6,7 +6,8 @@ namespace Uprec.Probing.Engine;
 /// or to stop at Ctrl-C, could wait as long as the program kept its rings busy (a CI run saw SIGINT
 /// ignored for two minutes). Everyone but the drain enters with <see cref="Enter"/> and is counted
 /// while it waits; the drain enters with <see cref="EnterAfterOthers"/>, which lets every counted
-/// waiter in first, so a waiter waits for at most one drain pass.
+/// waiter in first, so a waiter waits for at most two drain passes (the one under way, and one that
+/// began as it arrived).
 /// </summary>
 internal sealed class SinkLock
 {

@@ -476,7 +476,8 @@ internal sealed partial class Tracer
         AddressSpace mm = task.Process.Mm;
         if (mm.Area is not InProcessArea area) return;
         area.Pid = task.Tid;
-        DrainAddressSpace(mm);
+        // Its own block is drained for the last time: a record it left half-written stays so.
+        _drainer?.DrainNow(area, close: false, exiting: task);
         TracedTask? live = _tasks.Values.FirstOrDefault(t => t != task && t.Process.Mm == mm && !t.Exiting);
         if (live is not null) area.Pid = live.Tid;
     }
@@ -517,6 +518,9 @@ internal sealed partial class Tracer
 
     private bool _inProcessPossible;
     private int _inProcessPossibleFor = -1;
+
+    /// <summary>Whether any probe of the catalog as it is now could go in process (the recorder then reserves row memory).</summary>
+    public bool MayGoInProcess => InProcessPossible;
 
     /// <summary>The exact in-process counts, once nothing runs any more: added to each probe's total.</summary>
     public void FinishInProcess()
