@@ -44,9 +44,9 @@
 #                  run costs more than 1 us per hit (e.g. %return probes while they take the trap path)
 #   UFTRACE_CALLS  calls per thread for uftrace (default 1000000; its trace grows ~32 bytes per call)
 #   FEW_CALLS      calls per thread of the "ring not full" row (default 50000; uprec's rings hold
-#                  65536 samples per thread; entry+return columns use half, as each call writes
+#                  131072 samples per thread; entry+return columns use half, as each call writes
 #                  an entry and a return record, and half the warm-up too)
-#   WARMUP_CALLS   its untimed calls per thread before them (default 65536: a ring's worth, so
+#   WARMUP_CALLS   its untimed calls per thread before them (default 131072: a ring's worth, so
 #                  every ring page is touched and, unless the drain falls behind, nothing dropped)
 #   IDLE_TRACER=1  adds the row `uprec --hit-path trap --idle-tracer`
 #
@@ -67,7 +67,7 @@ repeats="${2:-5}"
 slow_calls="${SLOW_CALLS:-100000}"
 uftrace_calls="${UFTRACE_CALLS:-1000000}"
 few_calls="${FEW_CALLS:-50000}"
-warmup_calls="${WARMUP_CALLS:-65536}"
+warmup_calls="${WARMUP_CALLS:-131072}"
 warm=$warmup_calls
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
