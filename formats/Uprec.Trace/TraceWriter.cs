@@ -22,8 +22,9 @@ public sealed record TraceWriterOptions
 /// which is renamed over the target only by <see cref="Complete"/>, so the target is always either
 /// absent, the previous file, or a complete trace. Not thread-safe: one thread appends.
 /// A full row group is encoded on a background thread while appends fill a second buffer, so the
-/// appending thread (the tracer) does not stall for the encoding; memory is two row groups, and
-/// briefly a third while the buffers <see cref="Reserve"/> prepared replace ones that grew before.
+/// appending thread (the tracer) does not stall for the encoding; memory is two row groups. With
+/// <see cref="Reserve"/>, two more are prepared until they are used or a full row group is handed
+/// over without them, and a third can be held until the next hand-off after they are used.
 /// </summary>
 public sealed class TraceWriter : IDisposable
 {
@@ -516,6 +517,11 @@ public sealed class TraceWriter : IDisposable
         // Snapshots: appends may add names while the encoder writes the dictionary pages.
         string[] probeNames = [.. _probeNames];
         string[] commNames = [.. _commNames];
+        // A million rows came without the reservation being used: nothing is draining samples that fast.
+        if (full.Count == _rowGroupSize)
+        {
+            _reserved = null;
+        }
         // The reserved second buffer first, while the spare is one that grew before the reservation was ready.
         if (_standby is not null && (_spare is null || _spare.Time.Length < _standby.Time.Length))
         {

@@ -70,6 +70,27 @@ public class DrainerTests : IDisposable
         Assert.Equal(10, drainer.RowsOf(ProbeId));
     }
 
+    /// <summary>
+    /// A fork copies the parent's ring, full or not; the child's copy starts with its records given to
+    /// the parent, so its thread must get the room back: with the parent's tail it would drop every sample.
+    /// </summary>
+    [Fact]
+    public void A_forked_childs_copy_of_a_full_ring_is_given_its_room_back()
+    {
+        using var writer = new TraceWriter(Path.Combine(_dir, "f.parquet"));
+        using var drainer = new Drainer(new SinkLock(), writer);
+        var parent = new InProcessArea(Environment.ProcessId, Address(_table));
+        parent.Blocks.Add(new ThreadBlock(Address(_block), 1, 0));
+        ulong tail = 3 * (ulong)L.RingRecords + 17;
+        Head(tail + L.RingRecords); // full: the trampoline drops while head - tail >= RingRecords
+        BinaryPrimitives.WriteUInt64LittleEndian(_block.AsSpan(L.TailOffset), tail);
+
+        InProcessArea child = parent.CopyForChild(Environment.ProcessId, drainer);
+
+        Assert.Equal(tail + L.RingRecords, child.Blocks[0].Consumed);
+        Assert.Equal(tail + L.RingRecords, BinaryPrimitives.ReadUInt64LittleEndian(_block.AsSpan(L.TailOffset)));
+    }
+
     [Fact]
     public void A_reserved_slot_holds_zero_on_the_first_lap_and_the_previous_laps_commit_after()
     {

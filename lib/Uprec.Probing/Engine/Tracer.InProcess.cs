@@ -398,6 +398,7 @@ internal sealed partial class Tracer
                 if (owner is not null && owner != task && owner.Process.Mm == task.Process.Mm)
                     task.Process.Mm.Memory.TryWrite(known.Address + L.ShadowDepthOffset, new byte[8]);
                 known.Owner = task;
+                known.Stuck = false;
             }
             return;
         }
