@@ -390,7 +390,9 @@ internal sealed unsafe class Drainer : IDisposable
     /// record's commit word after its data, so it could pair a new commit word with an old timestamp:
     /// those records are read a second time and kept only if their commit word was already there the
     /// first time (the data, written before it, is then in the second copy). The thread's own record
-    /// and those of signal handlers that interrupted it are within this distance.
+    /// and those of signal handlers that interrupted it are usually within this distance; one further
+    /// down (a handler that hit more probes) is read twice once it has been seen being written, and
+    /// could tear only if its thread finished it in the instant the first copy passed over it.
     /// </summary>
     private const ulong MaxInFlight = 256;
 
