@@ -28,12 +28,12 @@ internal sealed class ThreadBlock(ulong address, ulong key, int entry)
     /// <summary>The counters last read; final once the address space is gone.</summary>
     public ulong[] Last = new ulong[L.MaxProbes];
     /// <summary>
-    /// The sequence number of the record last found being written, and since when (Stopwatch ticks)
-    /// the block has waited without a valid record: the wait is one budget per stall, not per record.
+    /// The record the drain is waiting for (its thread is writing it), or <see cref="NotStuck"/>; and
+    /// since when it has waited for it (Stopwatch ticks).
     /// </summary>
-    public ulong StuckAt = ulong.MaxValue;
+    public ulong StuckAt = NotStuck;
     public long StuckSince;
-    public bool Stuck;
+    public const ulong NotStuck = ulong.MaxValue;
 }
 
 /// <summary>
@@ -304,7 +304,7 @@ internal sealed unsafe class Drainer : IDisposable
                 if (!final && BeingWritten(commit, seq) && Wait(b, seq, tid)) { taken = i; break; }
                 continue;
             }
-            b.Stuck = false;
+            b.StuckAt = ThreadBlock.NotStuck;
             anyValid = true;
             long ns = clock.ToNs(words[i * 4]);
             Shape shape = _shapes[id];
@@ -365,24 +365,12 @@ internal sealed unsafe class Drainer : IDisposable
     private static bool Wait(ThreadBlock b, ulong seq, int tid)
     {
         long now = Stopwatch.GetTimestamp();
-        if (!b.Stuck || b.StuckAt != seq) { b.Stuck = true; b.StuckAt = seq; b.StuckSince = now; }
+        if (b.StuckAt != seq) { b.StuckAt = seq; b.StuckSince = now; }
         if (now - b.StuckSince < StuckLimit) return true;
-        if (tid != 0 && IsStopped(tid)) { b.StuckSince = now; return true; }
-        b.Stuck = false; // given up: the next record gets a budget of its own
+        // A stopped thread (state T, or t in a ptrace stop) finishes its record when it runs again.
+        if (tid != 0 && ProcStatus.Read(tid)?.State is 'T' or 't') { b.StuckSince = now; return true; }
+        b.StuckAt = ThreadBlock.NotStuck; // given up: the next record gets a budget of its own
         return false;
-    }
-
-    /// <summary>Whether a thread is stopped (state T or t in /proc/TID/stat): it will finish its record when it runs again.</summary>
-    private static bool IsStopped(int tid)
-    {
-        try
-        {
-            string stat = File.ReadAllText($"/proc/{tid}/stat");
-            int close = stat.LastIndexOf(')');
-            return close >= 0 && close + 2 < stat.Length && stat[close + 2] is 'T' or 't';
-        }
-        catch (IOException) { return false; }
-        catch (UnauthorizedAccessException) { return false; }
     }
 
     /// <summary>
@@ -406,7 +394,7 @@ internal sealed unsafe class Drainer : IDisposable
     private bool ConfirmNearHead(int pid, ThreadBlock b, ulong seq, int n, ulong head)
     {
         ulong from = Math.Max(seq, head > MaxInFlight ? head - MaxInFlight : 0);
-        if (b.Stuck && b.StuckAt >= seq && b.StuckAt < from) from = b.StuckAt;
+        if (b.StuckAt >= seq && b.StuckAt < from) from = b.StuckAt;
         ulong end = seq + (ulong)n;
         if (from >= end) return true;
         int first = (int)(from - seq), count = (int)(end - from);

@@ -398,7 +398,7 @@ internal sealed partial class Tracer
                 if (owner is not null && owner != task && owner.Process.Mm == task.Process.Mm)
                     task.Process.Mm.Memory.TryWrite(known.Address + L.ShadowDepthOffset, new byte[8]);
                 known.Owner = task;
-                known.Stuck = false;
+                known.StuckAt = ThreadBlock.NotStuck;
             }
             return;
         }
@@ -463,9 +463,9 @@ internal sealed partial class Tracer
     }
 
     /// <summary>Drains an address space's rings and reads its counters (thread exit, execve, detach).</summary>
-    private void DrainAddressSpace(AddressSpace mm, bool close = false)
+    private void DrainAddressSpace(AddressSpace mm, bool close = false, TracedTask? exiting = null)
     {
-        if (mm.Area is InProcessArea area) _drainer?.DrainNow(area, close);
+        if (mm.Area is InProcessArea area) _drainer?.DrainNow(area, close, exiting);
     }
 
     /// <summary>
@@ -478,7 +478,7 @@ internal sealed partial class Tracer
         if (mm.Area is not InProcessArea area) return;
         area.Pid = task.Tid;
         // Its own block is drained for the last time: a record it left half-written stays so.
-        _drainer?.DrainNow(area, close: false, exiting: task);
+        DrainAddressSpace(mm, exiting: task);
         TracedTask? live = _tasks.Values.FirstOrDefault(t => t != task && t.Process.Mm == mm && !t.Exiting);
         if (live is not null) area.Pid = live.Tid;
     }

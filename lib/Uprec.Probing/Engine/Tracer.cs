@@ -419,8 +419,8 @@ internal sealed partial class Tracer
     }
 }
 
-/// <summary>The fields of /proc/TID/status uprec uses.</summary>
-internal sealed record ProcStatus(int Tgid, int PPid, uint Uid, IReadOnlyList<int> NsPid)
+/// <summary>The fields of /proc/TID/status uprec uses; State is its one-letter state (T: stopped, t: in a ptrace stop).</summary>
+internal sealed record ProcStatus(int Tgid, int PPid, uint Uid, IReadOnlyList<int> NsPid, char State)
 {
     public static ProcStatus? Read(int tid)
     {
@@ -430,6 +430,7 @@ internal sealed record ProcStatus(int Tgid, int PPid, uint Uid, IReadOnlyList<in
         catch (UnauthorizedAccessException) { return null; }
         int tgid = 0, ppid = 0;
         uint uid = 0;
+        char state = '?';
         IReadOnlyList<int> nspid = [];
         foreach (string line in text.Split('\n'))
         {
@@ -439,6 +440,7 @@ internal sealed record ProcStatus(int Tgid, int PPid, uint Uid, IReadOnlyList<in
             string value = line[(colon + 1)..].Trim();
             switch (key)
             {
+                case "State": if (value.Length > 0) state = value[0]; break;
                 case "Tgid": int.TryParse(value, out tgid); break;
                 case "PPid": int.TryParse(value, out ppid); break;
                 case "Uid": uint.TryParse(value.Split('\t', ' ')[0], out uid); break;
@@ -448,6 +450,6 @@ internal sealed record ProcStatus(int Tgid, int PPid, uint Uid, IReadOnlyList<in
                     break;
             }
         }
-        return new ProcStatus(tgid, ppid, uid, nspid);
+        return new ProcStatus(tgid, ppid, uid, nspid, state);
     }
 }
